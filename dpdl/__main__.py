@@ -1,0 +1,5 @@
+"""``python -m dpdl`` is the ``dpdl`` command."""
+
+from dpdl.cli import main
+
+raise SystemExit(main())

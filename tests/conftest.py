@@ -1,0 +1,5 @@
+"""Unit-test set-up: a non-interactive matplotlib backend (kernels started by nbval keep inline)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
