@@ -2,7 +2,7 @@
 
 Notebooks are collected by nbval (``--nbval``) from ``labs/`` and ``exercises/``; student copies are
 generated stubs that raise ``NotImplementedError`` by design, so they are checked by
-``tests/test_notebooks_build.py`` (current?) rather than executed.
+``tests/test_notebook_conventions.py`` (current and stubbed?) rather than executed.
 """
 
 import os

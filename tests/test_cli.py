@@ -25,7 +25,8 @@ def test_every_registered_subcommand_has_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    assert "doctor" in out
+    for command in ("doctor", "notebooks"):
+        assert command in out
 
 
 def test_python_dash_m_dpdl_runs_the_same_command():
