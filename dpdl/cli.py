@@ -17,6 +17,7 @@ from dpdl import __version__
 SUBCOMMAND_MODULES = (
     "dpdl.doctor",
     "dpdl.notebooks.cli",
+    "dpdl.grading.cli",
 )
 
 

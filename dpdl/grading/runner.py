@@ -1,0 +1,317 @@
+"""Run one notebook through nbval in a fresh kernel and say, per code cell, whether it passed and why not.
+
+nbval runs in a subprocess (``python -m pytest --nbval`` with a small recorder plugin from this file), in
+a temporary directory, under a wall-clock limit that kills the whole process tree (`dpdl grade`).
+
+This module imports only the standard library (and pytest inside the subprocess), because the subprocess
+loads it by file path: importing the ``dpdl`` package there would import torch for nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["CellOutcome", "NbvalRun", "run_nbval", "RUN_TOKEN_ENV"]
+
+# Every process of a grading run inherits this variable, so that strays can be found and ended.
+RUN_TOKEN_ENV = "DPDL_GRADE_RUN"
+MESSAGE_CHARS = 500  # the longest failure message kept per cell
+_RESULTS_BYTES = 8 * 2**20  # at most this much of the recorder's file is read back
+_LOG_TAIL_BYTES = 4000
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_ARROW_LINE = re.compile(r"^-+>\s*\d+\s?(.*)$", re.MULTILINE)
+# The subprocess loads this file as a module (see the module docstring) and runs pytest with its plugin.
+# It also hides jsonschema's optional rfc3987_syntax, which compiles a grammar when imported (seconds of
+# CPU per submission, through nbformat) for IRI formats that the notebook schema never uses.
+_BOOTSTRAP = (
+    "import importlib.util, sys\n"
+    "sys.modules.setdefault('rfc3987_syntax', None)\n"
+    "spec = importlib.util.spec_from_file_location('_dpdl_grade_runner', sys.argv[1])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "sys.modules[spec.name] = module\n"
+    "spec.loader.exec_module(module)\n"
+    "sys.exit(module._pytest_main(sys.argv[2], sys.argv[3:]))\n"
+)
+
+
+@dataclass
+class CellOutcome:
+    """How one code cell fared; ``index`` counts code cells only, as nbval's ``Cell N`` does."""
+
+    index: int
+    passed: bool
+    message: str = ""  # why it failed: the exception line, a timeout, an output difference
+
+
+@dataclass
+class NbvalRun:
+    """The result of one nbval run: ``status`` is ``completed``, ``timeout`` or ``error``."""
+
+    status: str
+    cells: dict[int, CellOutcome] = field(default_factory=dict)
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def run_nbval(
+    nb: Mapping[str, Any],
+    *,
+    cell_timeout: float = 120.0,
+    timeout: float = 600.0,
+    python: str | None = None,
+) -> NbvalRun:
+    """Run notebook ``nb`` (a dict in nbformat 4) with ``pytest --nbval`` in a fresh kernel of this environment.
+
+    Every code cell's outputs are compared with those stored in ``nb`` unless the cell is tagged
+    ``nbval-ignore-output``. A cell running longer than ``cell_timeout`` seconds is interrupted and nbval
+    goes on; after ``timeout`` seconds the whole run (pytest, kernel and anything they started) is killed
+    and the cells finished by then are kept (``status="timeout"``). The kernel works in an empty temporary
+    directory with ``CI=1`` and ``DPDL_PROGRESS=0``.
+    """
+    start = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="dpdl-grade-"))  # the kernel's cwd: holds the notebook only
+    private = Path(tempfile.mkdtemp(prefix="dpdl-grade-results-"))  # the recorder's file, away from the kernel
+    token = uuid.uuid4().hex
+    try:
+        notebook = work / "submission.ipynb"
+        notebook.write_text(json.dumps(nb), encoding="utf-8")
+        results, log = private / "cells.jsonl", private / "pytest.log"
+        (private / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+        args = [
+            "-p", "nbval.plugin", "-p", "no:cacheprovider", "--noconftest",
+            "-c", str(private / "pytest.ini"), "--rootdir", str(work),
+            "-q", "--tb=no", "--color=no",
+            "--nbval", "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout:g}",
+            str(notebook),
+        ]  # fmt: skip
+        command = [python or sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()), str(results), *args]
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                command, cwd=work, env=_grading_env(token), stdin=subprocess.DEVNULL,
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            try:
+                returncode = process.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                returncode, timed_out = None, True
+            finally:
+                _end_process_tree(process, token)
+        cells, setup_error = _read_results(results)
+        seconds = time.monotonic() - start
+        if timed_out:
+            reason = f"the notebook ran past the {timeout:g} s limit (--timeout) and was stopped"
+            return NbvalRun("timeout", cells, reason, seconds)
+        if returncode not in (0, 1) or setup_error:
+            detail = setup_error or _tail(log)
+            return NbvalRun("error", cells, f"nbval could not run the notebook (exit {returncode}): {detail}", seconds)
+        return NbvalRun("completed", cells, "", seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _grading_env(token: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "COV_CORE_"))}
+    env.pop("MPLBACKEND", None)  # let the kernel pick inline, as Jupyter does
+    env.update(
+        {
+            "CI": "1",
+            "DPDL_PROGRESS": "0",
+            "PYTHONHASHSEED": "0",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only nbval and the recorder: no stray plugins
+            RUN_TOKEN_ENV: token,
+        }
+    )
+    return env
+
+
+def _end_process_tree(process: subprocess.Popen, token: str) -> None:
+    """Kill pytest, its kernel (which jupyter_client starts in a session of its own) and their children."""
+    try:
+        import psutil
+    except ImportError:  # jupyter's ipykernel depends on psutil; without it the process group is all we reach
+        psutil = None
+    victims = []
+    if psutil is not None and process.poll() is None:
+        try:
+            victims = psutil.Process(process.pid).children(recursive=True)
+        except psutil.Error:
+            pass
+    if process.poll() is None:
+        if hasattr(os, "killpg"):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        process.kill()
+    process.wait()
+    if psutil is None:
+        return
+    for victim in victims + _processes_with_token(psutil, token):
+        try:
+            victim.kill()
+        except psutil.Error:
+            pass
+
+
+def _processes_with_token(psutil, token: str) -> list:
+    """This user's processes that inherited the run's token: the kernel and whatever a submission started."""
+    found = []
+    for candidate in psutil.process_iter():
+        try:
+            if candidate.pid != os.getpid() and candidate.environ().get(RUN_TOKEN_ENV) == token:
+                found.append(candidate)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _read_results(path: Path) -> tuple[dict[int, CellOutcome], str]:
+    """Per-cell outcomes from the recorder's JSON lines, and the setup error when no cell ran at all
+    (a kernel that would not start)."""
+    cells: dict[int, CellOutcome] = {}
+    setup_error, any_call = "", False
+    if not path.exists():
+        return cells, setup_error
+    with open(path, "rb") as file:
+        lines = file.read(_RESULTS_BYTES).decode("utf-8", errors="replace").splitlines()
+    for line in lines:
+        try:
+            record = json.loads(line)
+            index, when, passed, message = record["cell"], record["when"], record["passed"], record["message"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # the last line of a killed run may be cut short
+        if when == "teardown":
+            continue  # the kernel's shutdown, not the cell's doing
+        any_call = any_call or when == "call"
+        if when == "setup" and not passed and not setup_error:
+            setup_error = message
+        previous = cells.get(index)
+        if previous is None or (previous.passed and not passed):
+            cells[index] = CellOutcome(index, bool(passed), "" if passed else message)
+    return cells, "" if any_call else setup_error
+
+
+def _tail(path: Path) -> str:
+    if not path.exists():
+        return "no output"
+    with open(path, "rb") as file:
+        file.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+        text = file.read().decode("utf-8", errors="replace")
+    lines = [line for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    return _truncate(" | ".join(lines[-6:]) or "no output")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inside the grading subprocess: pytest with nbval and this recorder.
+
+
+def _pytest_main(results_path: str, args: list[str]) -> int:
+    import pytest
+
+    class CellRecorder:
+        """Writes one JSON line per nbval test phase, as it happens, so a killed run keeps what was done."""
+
+        def __init__(self) -> None:
+            self.file = open(results_path, "a", encoding="utf-8")
+
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_makereport(self, item, call):
+            outcome = yield
+            report = outcome.get_result()
+            if not hasattr(item, "cell_num") or (report.when != "call" and report.passed):
+                return
+            message = "" if report.passed else _failure_message(item, call, report)
+            record = {"cell": item.cell_num, "when": report.when, "passed": report.passed, "message": message}
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_assertrepr_compare(self, config, op, left, right):
+            """nbval's output comparison: a short difference instead of pytest's diff (slow on huge outputs)."""
+            if op == "==" and isinstance(left, str) and isinstance(right, str):
+                return _short_difference(left, right)
+            return None
+
+    return pytest.main(args, plugins=[CellRecorder()])
+
+
+def _failure_message(item: Any, call: Any, report: Any) -> str:
+    """Why a cell failed, in one line a student can act on."""
+    if report.skipped and not hasattr(report, "wasxfail"):
+        return "skipped (NBVAL_SKIP)"
+    error = call.excinfo.value if call.excinfo is not None else None
+    text = _ANSI.sub("", str(error)) if error is not None else report.outcome
+    if text.startswith("Timeout"):
+        if "Failed to interrupt" in text:
+            return _truncate(
+                f"{text.split('.')[0]}; the kernel could not be interrupted (it crashed, exited or is stuck in native code)"
+            )
+        return _truncate(f"{text} (--cell-timeout)")
+    if text.startswith("Kernel dead"):
+        return "not run: the kernel had died in an earlier cell (a crash, exit() or a cell that could not be interrupted)"
+    errors = [out for out in (getattr(item, "test_outputs", None) or []) if out.get("output_type") == "error"]
+    if errors:
+        return _exception_line(errors[-1])
+    if text == "Cell outputs differ":
+        detail = _ANSI.sub("", getattr(error, "inner_traceback", "") or "")
+        skip = "assert reference_output == test_output failed:"
+        detail = " ".join(line.strip() for line in detail.splitlines() if line.strip() and line.strip() != skip)
+        stream = re.match(r"mismatch '([^']+)'\s*", detail)
+        detail = f" ({stream.group(1)}): {detail[stream.end():]}" if stream else f": {detail}"
+        return _truncate(f"output differs from the reference{detail}")
+    return _truncate(f"{type(error).__name__}: {text}" if error is not None else text)
+
+
+def _exception_line(error: Mapping[str, Any]) -> str:
+    """``ename: evalue``, with the failing line of the cell when the exception says nothing itself."""
+    name, value = error.get("ename", "Error"), str(error.get("evalue", "")).strip()
+    line = f"{name}: {value}" if value else name
+    if not value:
+        traceback = _ANSI.sub("", "\n".join(error.get("traceback", [])))
+        arrow = _ARROW_LINE.search(traceback)
+        if arrow:
+            line += f" at `{arrow.group(1).strip()}`"
+    return _truncate(line)
+
+
+def _short_difference(expected: str, got: str) -> list[str]:
+    at = _common_prefix_length(expected, got)
+    start = max(0, at - 20)
+    return [
+        f"first difference at character {at} (expected {len(expected)} characters, got {len(got)})",
+        f"expected: {expected[start:at + 60]!r}",
+        f"got: {got[start:at + 60]!r}",
+    ]
+
+
+def _common_prefix_length(a: str, b: str) -> int:
+    """Bisection on slices: C-speed comparisons even for outputs of tens of MB."""
+    low, high = 0, min(len(a), len(b))  # a[:low] == b[:low] holds throughout
+    if a[:high] == b[:high]:
+        return high
+    while high - low > 1:  # and a[:high] != b[:high]
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _truncate(text: str, limit: int = MESSAGE_CHARS) -> str:
+    text = re.sub(r"\s*\n\s*", " ", text.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
