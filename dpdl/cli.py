@@ -16,6 +16,7 @@ from dpdl import __version__
 # Modules that provide ``register(subparsers)``; each sets ``func(args) -> int`` on its parser.
 SUBCOMMAND_MODULES = (
     "dpdl.doctor",
+    "dpdl.data.cli",
     "dpdl.notebooks.cli",
     "dpdl.grading.cli",
 )

@@ -25,7 +25,7 @@ def test_every_registered_subcommand_has_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("doctor", "notebooks", "grade"):
+    for command in ("doctor", "data", "notebooks", "grade"):
         assert command in out
 
 
