@@ -16,3 +16,9 @@ collect_ignore_glob = [
 
 # Kernels started by nbval inherit this environment: no progress bars, so stored outputs compare.
 os.environ.setdefault("DPDL_PROGRESS", "0")
+
+# Under pytest-xdist two workers run notebooks side by side on a 2-core machine: one torch thread per
+# kernel avoids oversubscription (measured: a small training loop ran 10x slower with 2+2 threads).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
