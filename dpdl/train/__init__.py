@@ -1,0 +1,45 @@
+"""Training: ``fit``/``evaluate``/``predict`` (the loop the labs first write by hand), metrics, ``History``,
+and torchbearer helpers with fixes for today's torch (``make_trial``, ``load_trial_checkpoint``, ...).
+
+``history = fit(model, optimizer, loss_fn, train_loader, epochs=5, val_loader=val_loader)``.
+torchbearer is imported only when one of its helpers is first used, so ``import dpdl.train`` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dpdl.train.history import History
+from dpdl.train.loop import evaluate, fit, predict
+from dpdl.train.metrics import accuracy, per_class_accuracy
+
+if TYPE_CHECKING:
+    from dpdl.train.trial import MakeGrid, ReduceLROnPlateau, load_trial_checkpoint, make_trial
+
+__all__ = [
+    "fit",
+    "evaluate",
+    "predict",
+    "accuracy",
+    "per_class_accuracy",
+    "History",
+    "make_trial",
+    "load_trial_checkpoint",
+    "ReduceLROnPlateau",
+    "MakeGrid",
+]
+
+_LAZY = {"make_trial", "load_trial_checkpoint", "ReduceLROnPlateau", "MakeGrid"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module("dpdl.train.trial"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dpdl.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
