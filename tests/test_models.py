@@ -285,7 +285,7 @@ def no_bound_pretrained(monkeypatch):
 
 
 def test_pretrained_is_imported_on_first_use_and_bound_as_the_function(monkeypatch, no_bound_pretrained):
-    fake = types.ModuleType("dpdl.models.pretrained")
+    fake = types.ModuleType("dpdl.models.pretrained_models")
 
     def pretrained(name):
         return f"model {name}"

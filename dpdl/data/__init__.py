@@ -20,10 +20,17 @@ _LAZY = {
     "mnist_tensors": "dpdl.data.vision",
     "fashion_mnist_tensors": "dpdl.data.vision",
     "hymenoptera": "dpdl.data.vision",
+    "hymenoptera_transform": "dpdl.data.vision",
     "TensorLoader": "dpdl.data.fast",
+    "mnist_loaders": "dpdl.data.fast",
     "nietzsche_text": "dpdl.data.text",
     "glove": "dpdl.data.text",
+    "GloVe": "dpdl.data.text",
     "imdb": "dpdl.data.text",
+    "TextSplit": "dpdl.data.text",
+    "tokenize": "dpdl.data.text",
+    "Vocab": "dpdl.data.text",
+    "pad_batch": "dpdl.data.text",
     "sklearn_dataset": "dpdl.data.tabular",
 }
 

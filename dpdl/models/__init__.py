@@ -16,7 +16,7 @@ from dpdl.models.cnn import BetterCNN, SimpleCNN
 from dpdl.models.mlp import BaselineMLP
 
 # Where ``pretrained`` lives; imported on first use because it loads the EfficientNet code (seconds).
-_PRETRAINED_MODULE = "dpdl.models.pretrained"
+_PRETRAINED_MODULE = "dpdl.models.pretrained_models"
 
 __all__ = ["BaselineMLP", "SimpleCNN", "BetterCNN", "MLPAutoencoder", "VAE", "count_parameters", "pretrained"]
 
@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
             raise  # a dependency of that module is missing: let its own message through
         raise AttributeError(f"dpdl.models.pretrained is not available: {_PRETRAINED_MODULE} is missing") from err
     function = module.pretrained
-    globals()["pretrained"] = function  # importing the submodule bound the module to this name; rebind the function
+    globals()["pretrained"] = function
     return function
 
 

@@ -1,0 +1,204 @@
+"""Image datasets of the labs: MNIST (labs 4, 5, 8), Fashion-MNIST (lab 8), the ants-vs-bees photos (lab 6).
+
+Files come from the dpdl data cache (checked by sha256; filled from a mirror or a download), then
+torchvision reads them as usual; ``mnist_tensors`` skips PIL and gives the whole split as one tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision import datasets, transforms
+
+from dpdl.data.store import fetch, file_path
+
+__all__ = [
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "MNIST_CLASSES",
+    "FASHION_MNIST_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "HYMENOPTERA_CLASSES",
+    "mnist",
+    "fashion_mnist",
+    "mnist_tensors",
+    "fashion_mnist_tensors",
+    "hymenoptera",
+    "hymenoptera_transform",
+]
+
+# Mean and standard deviation of all training pixels after ToTensor (values in [0, 1]); use them as
+# ``transforms.Normalize(MNIST_MEAN, MNIST_STD)`` and undo with ``x * MNIST_STD + MNIST_MEAN``.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
+
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# Per-channel (R, G, B) statistics of ImageNet, which torchvision's pretrained networks expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+HYMENOPTERA_CLASSES = ("ants", "bees")
+
+
+def mnist(split: str = "train", transform: Callable | None = None, download: bool = True) -> datasets.MNIST:
+    """MNIST handwritten digits as torchvision's ``datasets.MNIST`` (60,000 train / 10,000 test images).
+
+    Items are ``(image, label)``: a 28x28 greyscale PIL image (or ``transform(image)``, e.g.
+    ``transforms.ToTensor()`` for a ``(1, 28, 28)`` float tensor in [0, 1]) and an ``int`` in 0-9.
+    ``download=False`` only uses files already in the dpdl cache or a mirror.
+    """
+    return _torchvision_dataset(datasets.MNIST, "mnist", split, transform, download)
+
+
+def fashion_mnist(
+    split: str = "train", transform: Callable | None = None, download: bool = True
+) -> datasets.FashionMNIST:
+    """Fashion-MNIST (Zalando) as torchvision's ``datasets.FashionMNIST``; same shapes as :func:`mnist`.
+
+    Label ``i`` names ``FASHION_MNIST_CLASSES[i]`` (0 = "T-shirt/top" ... 9 = "Ankle boot").
+    """
+    return _torchvision_dataset(datasets.FashionMNIST, "fashion_mnist", split, transform, download)
+
+
+def mnist_tensors(split: str = "train", device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """The whole MNIST split as tensors: ``X`` uint8 ``(N, 28, 28)`` with values 0-255, ``y`` int64 ``(N,)``.
+
+    Read straight from the idx files (no PIL, well under a second) and kept in memory for the rest of
+    the process; each call returns fresh copies, so changing them is safe. Feed them to
+    :class:`dpdl.data.fast.TensorLoader`, which scales and normalises one batch at a time.
+    """
+    return _idx_tensors("mnist", "MNIST", split, device)
+
+
+def fashion_mnist_tensors(
+    split: str = "train", device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
+    """Fashion-MNIST as tensors, like :func:`mnist_tensors`: ``X`` uint8 ``(N, 28, 28)``, ``y`` int64 ``(N,)``."""
+    return _idx_tensors("fashion_mnist", "FashionMNIST", split, device)
+
+
+def hymenoptera(
+    split: str = "train", transform: Callable | None = None, image_size: int = 224
+) -> datasets.ImageFolder:
+    """The ants-vs-bees photos of the transfer-learning tutorial as a torchvision ``ImageFolder`` (lab 6).
+
+    ``train`` holds 244 images (123 ants, 121 bees; the folder's one GIF is not an image ImageFolder
+    reads), ``val`` 153 (70 ants, 83 bees). Items are ``(image, label)`` with label 0 = ants, 1 = bees
+    (``dataset.classes``); with the default ``transform`` the image is a float tensor
+    ``(3, image_size, image_size)`` normalised with the ImageNet statistics, see
+    :func:`hymenoptera_transform`.
+    """
+    split = _check_split(split, ("train", "val"), "hymenoptera")
+    root = fetch("hymenoptera") / "hymenoptera_data" / split
+    if transform is None:
+        transform = hymenoptera_transform(split, image_size)
+    return datasets.ImageFolder(root, transform=transform)
+
+
+def hymenoptera_transform(split: str = "train", image_size: int = 224) -> transforms.Compose:
+    """The standard ImageNet input pipeline, for fine-tuning a pretrained network on PIL images.
+
+    ``train`` augments: a random crop of 8-100 % of the area resized to ``image_size``, a random
+    horizontal flip. ``val`` is deterministic: resize the short side to ``image_size * 256 / 224``
+    (256 for 224), then crop the centre. Both end with ``ToTensor`` and ``Normalize(IMAGENET_MEAN,
+    IMAGENET_STD)``, giving float tensors ``(3, image_size, image_size)``.
+    """
+    split = _check_split(split, ("train", "val"), "hymenoptera_transform")
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8 (pixels of the square input); got {image_size!r}")
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if split == "train":
+        steps = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
+    else:
+        steps = [transforms.Resize(round(image_size * 256 / 224)), transforms.CenterCrop(image_size)]
+    return transforms.Compose([*steps, transforms.ToTensor(), normalize])
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_TENSOR_CACHE: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+
+
+def _check_split(split: str, allowed: tuple[str, ...], what: str) -> str:
+    if split not in allowed:
+        choices = " or ".join(repr(s) for s in allowed)
+        raise ValueError(f"{what}: split must be {choices}; got {split!r}")
+    return split
+
+
+def _torchvision_dataset(cls, name: str, split: str, transform, download: bool):
+    split = _check_split(split, ("train", "test"), name)
+    root = _fetch_offline(name) if not download else fetch(name)
+    # torchvision finds the verified .gz files in <root>/<Class>/raw, so it never goes online; it
+    # unpacks them next to the .gz files the first time.
+    return cls(str(root), train=split == "train", transform=transform, download=True)
+
+
+def _fetch_offline(name: str) -> Path:
+    """``fetch`` with downloads switched off for this call (cache and mirrors only)."""
+    saved = os.environ.get("DPDL_OFFLINE")
+    os.environ["DPDL_OFFLINE"] = "1"
+    try:
+        return fetch(name)
+    finally:
+        if saved is None:
+            del os.environ["DPDL_OFFLINE"]
+        else:
+            os.environ["DPDL_OFFLINE"] = saved
+
+
+def _idx_tensors(name: str, folder: str, split: str, device) -> tuple[Tensor, Tensor]:
+    split = _check_split(split, ("train", "test"), f"{name}_tensors")
+    key = (name, split)
+    if key not in _TENSOR_CACHE:
+        images_file, labels_file = _IDX_FILES[split]
+        X = _read_idx(file_path(name, f"{folder}/raw/{images_file}"), ndim=3)
+        y = _read_idx(file_path(name, f"{folder}/raw/{labels_file}"), ndim=1).long()
+        if len(X) != len(y):
+            raise ValueError(f"{name} {split}: {len(X)} images but {len(y)} labels; the cached files disagree")
+        _TENSOR_CACHE[key] = (X, y)
+    X, y = _TENSOR_CACHE[key]
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cpu":
+        return X.clone(), y.clone()
+    return X.to(device), y.to(device)
+
+
+def _read_idx(path: Path, ndim: int) -> Tensor:
+    """An idx file (LeCun's MNIST format: big-endian magic ``0x0000_08_<ndim>``, sizes, uint8 data)."""
+    data = zlib.decompress(Path(path).read_bytes(), wbits=16 + zlib.MAX_WBITS)  # 16+: gzip header
+    magic = int.from_bytes(data[:4], "big")
+    if magic != 0x0800 + ndim:
+        raise ValueError(f"{path} is not an idx file of {ndim}-D uint8 data (magic number {magic:#x})")
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} but the file holds {len(data) - offset} values")
+    array = np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+    return torch.from_numpy(array.copy())

