@@ -30,13 +30,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dpdl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:  # e.g. `dpdl grade` without nbformat: the rest still works
+            _register_unavailable(subparsers, module_name, err)
+            continue
+        module.register(subparsers)
     return parser
+
+
+def _register_unavailable(subparsers, module_name: str, err: ModuleNotFoundError) -> None:
+    """A subcommand whose extra dependency is missing explains how to install it instead of breaking ``dpdl``."""
+    command = {"dpdl.grading.cli": "grade", "dpdl.notebooks.cli": "notebooks", "dpdl.data.cli": "data"}.get(
+        module_name, module_name.rsplit(".", 2)[-2]
+    )
+    message = (
+        f"dpdl {command} needs the Python package {err.name!r}, which is not installed; "
+        "install the instructor tools with: pip install 'dpdl[dev]'"
+    )
+    parser = subparsers.add_parser(command, help=f"(unavailable: needs {err.name})", add_help=False)
+
+    def unavailable(args: argparse.Namespace) -> int:
+        print(message, file=sys.stderr)
+        return 2
+
+    parser.set_defaults(func=unavailable, accepts_any_arguments=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "accepts_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -33,3 +33,14 @@ def test_python_dash_m_dpdl_runs_the_same_command():
     result = subprocess.run([sys.executable, "-m", "dpdl", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert __version__ in result.stdout
+
+
+def test_a_subcommand_with_a_missing_dependency_explains_itself_and_the_rest_works(monkeypatch, capsys):
+    import dpdl.cli as cli
+
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", ("dpdl.doctor", "dpdl.no_such_module_for_test.cli"))
+    monkeypatch.setitem(__import__("sys").modules, "dpdl.no_such_module_for_test", None)
+    assert cli.main(["no_such_module_for_test", "--anything"]) == 2
+    assert "pip install 'dpdl[dev]'" in capsys.readouterr().err
+    monkeypatch.setenv("DPDL_DEVICE", "cpu")
+    assert cli.main(["doctor"]) == 0
