@@ -1,8 +1,10 @@
 """Figures the labs draw again and again: training curves, image grids, loss landscapes with optimiser
 paths (lab 3) and pictures of a 2-D latent space (lab 8).
 
-Every function returns the matplotlib ``Figure`` and never calls ``plt.show()``: Jupyter draws a returned
-figure once (as PNG), scripts and tests can ``fig.savefig(...)``, and everything runs under ``Agg``.
+Every function returns the matplotlib ``Figure`` and never calls ``plt.show()``, so scripts and tests can
+``fig.savefig(...)`` and everything runs under ``Agg``. In a notebook write ``_ = image_grid(...)``: the
+inline backend shows the figure (as PNG) at the end of the cell, and a figure left as the cell's last
+expression would be shown twice.
 """
 
 from __future__ import annotations
