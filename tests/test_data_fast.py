@@ -1,38 +1,9 @@
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpdl.data.fast import TensorLoader, mnist_loaders
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def find_mirror() -> Path | None:
-    candidates = [p for p in os.environ.get("DPDL_DATA_MIRROR", "").split(os.pathsep) if p]
-    candidates.append(str(REPO.parent / "shared" / "datasets"))
-    return next((Path(c) for c in candidates if (Path(c) / "MNIST" / "raw").is_dir()), None)
-
-
-MIRROR = find_mirror()
-
-
-@pytest.fixture(scope="session")
-def data_cache(tmp_path_factory) -> Path:
-    """One empty dpdl cache per test session, so that tests never touch the user's cache."""
-    if MIRROR is None:
-        pytest.skip("needs the real data mirror: set DPDL_DATA_MIRROR or place it at ../shared/datasets")
-    return tmp_path_factory.mktemp("dpdl-cache")
-
-
-@pytest.fixture
-def data_env(data_cache, monkeypatch):
-    monkeypatch.setenv("DPDL_DATA_DIR", str(data_cache))
-    monkeypatch.setenv("DPDL_DATA_MIRROR", str(MIRROR))
-    monkeypatch.setenv("DPDL_OFFLINE", "1")  # a test never goes online
 
 
 def labelled_images(n: int, height: int = 4, width: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,6 @@ skips with the reason when there is none. Everything goes into tmp caches; nothi
 import csv
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -17,19 +16,9 @@ from dpdl.data import cli, registry, store
 from dpdl.data.download import imdb_subset, write_imdb_subset
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def find_mirror() -> Path | None:
-    configured = [Path(p) for p in os.environ.get("DPDL_DATA_MIRROR", "").split(os.pathsep) if p.strip()]
-    for candidate in configured or [REPO.parent / "shared" / "datasets"]:
-        if (candidate / "MNIST").is_dir():
-            return candidate
-    return None
+from tests.conftest import MIRROR
 
 
-MIRROR = find_mirror()
 if MIRROR is None:
     pytest.skip("no data mirror: set DPDL_DATA_MIRROR or put the datasets in ../shared/datasets",
                 allow_module_level=True)

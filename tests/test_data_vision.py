@@ -23,32 +23,6 @@ from dpdl.data.vision import (
     mnist_tensors,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def find_mirror() -> Path | None:
-    candidates = [p for p in os.environ.get("DPDL_DATA_MIRROR", "").split(os.pathsep) if p]
-    candidates.append(str(REPO.parent / "shared" / "datasets"))
-    return next((Path(c) for c in candidates if (Path(c) / "MNIST" / "raw").is_dir()), None)
-
-
-MIRROR = find_mirror()
-
-
-@pytest.fixture(scope="session")
-def data_cache(tmp_path_factory) -> Path:
-    """One empty dpdl cache per test session, so that tests never touch the user's cache."""
-    return tmp_path_factory.mktemp("dpdl-cache")
-
-
-@pytest.fixture
-def data_env(data_cache, monkeypatch):
-    if MIRROR is None:
-        pytest.skip("needs the real data mirror: set DPDL_DATA_MIRROR or place it at ../shared/datasets")
-    monkeypatch.setenv("DPDL_DATA_DIR", str(data_cache))
-    monkeypatch.setenv("DPDL_DATA_MIRROR", str(MIRROR))
-    monkeypatch.setenv("DPDL_OFFLINE", "1")  # a test never goes online
-
 
 # MNIST's published class counts (LeCun et al.), train and test.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -1,6 +1,3 @@
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from PIL import Image
@@ -8,23 +5,7 @@ from torchvision import models
 
 from dpdl.data import DataUnavailableError
 from dpdl.models.pretrained_models import PRETRAINED_MODELS, PretrainedModel, imagenet_categories, pretrained
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def find_mirror() -> Path | None:
-    candidates = [p for p in os.environ.get("DPDL_DATA_MIRROR", "").split(os.pathsep) if p]
-    candidates.append(str(REPO.parent / "shared" / "datasets"))
-    return next((Path(c) for c in candidates if (Path(c) / "hymenoptera_data").is_dir()), None)
-
-
-MIRROR = find_mirror()
-
-
-@pytest.fixture(scope="session")
-def data_cache(tmp_path_factory) -> Path:
-    """One empty dpdl cache per test session, so that tests never touch the user's cache."""
-    return tmp_path_factory.mktemp("dpdl-cache")
+from tests.conftest import MIRROR
 
 
 @pytest.fixture
