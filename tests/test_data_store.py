@@ -309,6 +309,18 @@ def test_offline_error_names_the_dataset_the_file_and_both_ways_out(world):
     assert not (world.cache / "toy").exists()
 
 
+def test_download_false_reads_mirrors_but_never_downloads(world):
+    world.add_files("toy", {"toy/a.bin": A})
+    world.use_mirrors(world.tmp / "nowhere")
+    with pytest.raises(DataUnavailableError) as err:
+        fetch("toy", download=False)
+    message = str(err.value)
+    assert "download=False forbids downloading" in message and "(not tried: download=False)" in message
+    assert not (world.cache / "toy").exists()
+    assert os.environ.get("DPDL_OFFLINE") is None  # nothing global was switched to get there
+    assert (fetch("toy") / "toy" / "a.bin").read_bytes() == A  # the file could have been downloaded
+
+
 def test_offline_error_for_many_files_lists_them(world):
     world.add_files("toy", {f"toy/{i}.bin": bytes([i]) * 10 for i in range(5)})
     world.go_offline()

