@@ -207,6 +207,16 @@ def test_hymenoptera_transform_sizes_scale_with_image_size():
     torch.testing.assert_close(red, (torch.tensor([1.0, 0, 0]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))
 
 
+def test_hymenoptera_transform_takes_another_networks_statistics():
+    image = Image.new("RGB", (80, 60), color=(255, 127, 0))
+    pixel = hymenoptera_transform("val", 32, mean=[127 / 255] * 3, std=[128 / 255] * 3)(image)[:, 0, 0]
+    torch.testing.assert_close(pixel, torch.tensor([128 / 128, 0.0, -127 / 128]))  # (x - 127) / 128
+    with pytest.raises(ValueError, match="one number per RGB channel"):
+        hymenoptera_transform("val", 32, mean=[0.5], std=[0.5])
+    with pytest.raises(ValueError, match="std > 0"):
+        hymenoptera_transform("val", 32, std=[0.2, 0.0, 0.2])
+
+
 @pytest.mark.parametrize(
     "split, image_size, message",
     [("test", 224, "'train' or 'val'"), ("val", 0, "image_size must be an int"), ("val", 224.0, "image_size")],

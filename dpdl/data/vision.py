@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -118,18 +118,27 @@ def hymenoptera(
     return datasets.ImageFolder(root, transform=transform)
 
 
-def hymenoptera_transform(split: str = "train", image_size: int = 224) -> transforms.Compose:
+def hymenoptera_transform(
+    split: str = "train",
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> transforms.Compose:
     """The standard ImageNet input pipeline, for fine-tuning a pretrained network on PIL images.
 
     ``train`` augments: a random crop of 8-100 % of the area resized to ``image_size``, a random
     horizontal flip. ``val`` is deterministic: resize the short side to ``image_size * 256 / 224``
-    (256 for 224), then crop the centre. Both end with ``ToTensor`` and ``Normalize(IMAGENET_MEAN,
-    IMAGENET_STD)``, giving float tensors ``(3, image_size, image_size)``.
+    (256 for 224), then crop the centre. Both end with ``ToTensor`` and ``Normalize(mean, std)``, giving
+    float tensors ``(3, image_size, image_size)``. The default statistics are ImageNet's, which torchvision's
+    models expect; a network trained on other inputs needs its own, e.g. EfficientNet-Lite (pixels scaled
+    to [-1, 1]): ``mean=[127 / 255] * 3, std=[128 / 255] * 3``.
     """
     split = _check_split(split, ("train", "val"), "hymenoptera_transform")
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8 (pixels of the square input); got {image_size!r}")
-    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"mean and std need one number per RGB channel, std > 0; got mean={mean!r}, std={std!r}")
+    normalize = transforms.Normalize(list(mean), list(std))
     if split == "train":
         steps = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
     else:
