@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import random
 from collections.abc import Callable
 from typing import Any
@@ -92,15 +93,40 @@ class _Scalar:
     def __pos__(self) -> Any:
         return self
 
-    def _binary(self, other: Any, rule: Callable[..., tuple[float, float, float]], op: str,
-                reflected: bool = False) -> Any:
-        if isinstance(other, _Scalar) and type(other) is not type(self):
+    # Comparisons look at values only: they steer control flow (``if x < 1:``), which is not
+    # differentiated; the branch taken is. ``==`` stays identity, so a Var can sit in a set or dict.
+    def __lt__(self, other: Any) -> bool:
+        return self._compare(other, operator.lt)
+
+    def __le__(self, other: Any) -> bool:
+        return self._compare(other, operator.le)
+
+    def __gt__(self, other: Any) -> bool:
+        return self._compare(other, operator.gt)
+
+    def __ge__(self, other: Any) -> bool:
+        return self._compare(other, operator.ge)
+
+    def _compare(self, other: Any, op: Callable[[float, float], bool]) -> bool:
+        if isinstance(other, _Scalar):
+            self._check_same_mode(other)
+            return op(self.value, other.value)
+        if isinstance(other, numbers.Real):
+            return op(self.value, float(other))
+        return NotImplemented
+
+    def _check_same_mode(self, other: _Scalar) -> None:
+        if type(other) is not type(self):
             raise TypeError(
                 f"cannot combine a {type(self).__name__} with a {type(other).__name__}: Dual is forward "
                 "mode and Var is reverse mode, so one expression must use only one of them "
                 "(plain numbers mix with either)"
             )
+
+    def _binary(self, other: Any, rule: Callable[..., tuple[float, float, float]], op: str,
+                reflected: bool = False) -> Any:
         if isinstance(other, _Scalar):
+            self._check_same_mode(other)
             other_value = other.value
         elif isinstance(other, numbers.Real):
             other_value = float(other)  # a constant: it takes part in the value, not in the derivative

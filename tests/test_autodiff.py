@@ -376,6 +376,39 @@ def test_negative_base_to_a_non_integer_power_raises():
         (-3) ** Dual(2.0, 1.0)
 
 
+def piecewise(x):
+    """x**2 below 1, 2x - 1 from 1 on: the branch is chosen by comparing x like a number."""
+    return x * x if x < 1 else 2 * x - 1
+
+
+@pytest.mark.parametrize("x0, slope", [(0.5, 1.0), (3.0, 2.0), (-2.0, -4.0)])
+def test_comparisons_steer_control_flow_and_the_branch_taken_is_differentiated(x0, slope):
+    assert piecewise(Dual(x0, 1.0)).deriv == slope
+    x = Var(x0)
+    piecewise(x).backward()
+    assert x.grad == slope
+
+
+@given(a=st.floats(-1e6, 1e6), b=st.floats(-1e6, 1e6))
+def test_comparisons_compare_values_with_numbers_and_their_own_kind(a, b):
+    for make in (Dual, Var):
+        assert (make(a) < make(b)) == (a < b) and (make(a) <= b) == (a <= b)
+        assert (make(a) > b) == (a > b) and (make(a) >= b) == (a >= b) and (a >= make(b)) == (a >= b)
+    assert [v.value for v in sorted([Var(a), Var(b)])] == sorted([a, b])
+
+
+def test_equality_stays_identity_so_vars_can_be_set_members():
+    x, y = Var(1.0), Var(1.0)
+    assert x != y and len({x, y}) == 2
+
+
+def test_comparing_dual_with_var_or_a_string_is_a_type_error():
+    with pytest.raises(TypeError, match="cannot combine a Dual with a Var"):
+        _ = Dual(1.0) < Var(2.0)
+    with pytest.raises(TypeError):
+        _ = Var(1.0) < "2"
+
+
 def test_mixing_dual_and_var_raises_type_error():
     with pytest.raises(TypeError, match="cannot combine a Dual with a Var.*forward mode"):
         Dual(1.0, 1.0) + Var(1.0)
