@@ -202,3 +202,27 @@ def test_check_command_exits_one_listing_problems_and_zero_when_clean(lab, monke
     assert "labs/lab1/lab1_good.ipynb: kernelspec name is 'conda-env-dpdl-py'" in out  # paths as typed
     assert "labs/lab1/student/lab1_good.ipynb: stale" in out and "2 notebooks checked, 2 with problems" in out
     assert _cli("notebooks", "check", str(lab)) == 0
+
+
+def test_exercise_sources_must_be_gradable_references(lab):
+    root = lab.parents[3]
+    exercise = root / "exercises" / "lab1" / "lab1_exercise.ipynb"
+    exercise.parent.mkdir(parents=True)
+    shutil.copy(lab, exercise)
+    _edit(exercise, lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace(
+        repo_path(lab), "exercises/lab1/lab1_exercise.ipynb")))
+    assert check_notebook(lab) == [], "labs are not grading references"
+    # The fixture's cells carry swapped roles: points on the answer cell, none on the check cell.
+    assert any("check cell 'sigmoid-check' needs points" in problem for problem in check_notebook(exercise))
+
+    def mark_answer_and_check(nb):
+        solution = _index_of(nb, "### BEGIN SOLUTION")
+        nb.cells[solution].metadata["dpdl"] = {"id": "sigmoid", "role": "answer"}
+        nb.cells[solution + 1].metadata["dpdl"] = {"id": "sigmoid-check", "role": "check", "points": 2}
+
+    _edit(exercise, mark_answer_and_check)
+    assert check_notebook(exercise) == []
+
+    _edit(exercise, lambda nb: nb.cells[_index_of(nb, "### BEGIN SOLUTION")].metadata.pop("dpdl"))
+    assert any("holds a '### BEGIN SOLUTION' block but is not an answer cell" in problem
+               for problem in check_notebook(exercise))

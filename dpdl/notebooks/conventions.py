@@ -14,6 +14,7 @@ import tokenize
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from dpdl.grading.cells import ReferenceNotebookError, validate_reference
 from dpdl.notebooks import colab_url, find_repo_root, is_student_copy, notebook_bytes, read_notebook
 from dpdl.notebooks.build import MarkerError, build_student_copy, find_blocks
 from dpdl.notebooks.run import (
@@ -233,10 +234,28 @@ def _student_copy_current(nb, context) -> Iterator[str]:
         yield f"stale: differs from a fresh build of {source}; regenerate it with `dpdl notebooks build {source}`"
 
 
+def _gradable_exercise(nb, context) -> Iterator[str]:
+    """An exercise's instructor source is `dpdl grade`'s reference: its cell identities must be gradable."""
+    if not _is_exercise(context):
+        return
+    try:
+        validate_reference(nb)
+    except ReferenceNotebookError as err:
+        for problem in err.problems:
+            yield f"not gradable: {problem} (DEVELOPERS.md, 'Notebooks': exercises)"
+
+
+def _is_exercise(context) -> bool:
+    try:
+        return context.path.resolve().relative_to(context.root.resolve()).parts[0] == "exercises"
+    except (ValueError, IndexError):
+        return False
+
+
 SOURCE_RULES: tuple[Rule, ...] = (
     _title_badge, _install_cell, _execution_order, _outputs_committed, _no_trailing_semicolon,
     _no_personal_metadata, _kernelspec, _seed_before_training, _no_cuda_calls, _png_images,
-    _markers_balanced, _errors_only_where_expected, _cell_ids,
+    _markers_balanced, _errors_only_where_expected, _cell_ids, _gradable_exercise,
 )
 STUDENT_RULES: tuple[Rule, ...] = (
     _title_badge, _install_cell, _no_personal_metadata, _kernelspec, _no_cuda_calls, _png_images,
