@@ -36,6 +36,8 @@ NBVAL_ARGS = [
     "-q",
 ]
 START, END = "<!-- timings:start -->", "<!-- timings:end -->"
+# The budgets of the lab and exercise issues, on the 2-core CI machine.
+NOTEBOOK_BUDGET_S, LAB_BUDGET_S, SUITE_BUDGET_S = 120, 180, 40 * 60
 
 
 @dataclass
@@ -94,6 +96,23 @@ def markdown_table(timings: list[NotebookTiming]) -> str:
     return "\n".join(rows)
 
 
+def budget_report(timings: list[NotebookTiming]) -> str:
+    """Each lab's total (its folder's notebooks) and every budget missed: notebook, lab, suite."""
+    labs: dict[str, float] = {}
+    for t in timings:
+        if t.path.startswith("labs/"):
+            lab = Path(t.path).parent.name
+            labs[lab] = labs.get(lab, 0.0) + t.seconds
+    lines = ["lab totals: " + ", ".join(f"{lab} {seconds:.0f} s" for lab, seconds in sorted(labs.items()))]
+    over = [f"{t.path} {t.seconds:.0f} s > {NOTEBOOK_BUDGET_S} s" for t in timings if t.seconds > NOTEBOOK_BUDGET_S]
+    over += [f"{lab} {seconds:.0f} s > {LAB_BUDGET_S} s" for lab, seconds in sorted(labs.items()) if seconds > LAB_BUDGET_S]
+    total = sum(t.seconds for t in timings)
+    if total > SUITE_BUDGET_S:
+        over.append(f"suite {total:.0f} s > {SUITE_BUDGET_S} s")
+    lines.append("over budget: " + ("; ".join(over) if over else "none"))
+    return "\n".join(lines)
+
+
 def machine_line() -> str:
     import torch
 
@@ -146,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(machine_line())
     print(markdown_table(timings))
+    print(budget_report(timings))
     if args.write:
         write_into(ROOT / "labs" / "README.md", [t for t in timings if t.path.startswith("labs/")])
         write_into(ROOT / "exercises" / "README.md", [t for t in timings if t.path.startswith("exercises/")])
