@@ -32,6 +32,7 @@ _LAZY = {
     "Vocab": "dpdl.data.text",
     "pad_batch": "dpdl.data.text",
     "sklearn_dataset": "dpdl.data.tabular",
+    "sample_digits": "dpdl.data.digits",
 }
 
 __all__ = [
