@@ -416,3 +416,13 @@ def test_other_arguments_are_checked():
         fit_once(loss_fn="cross_entropy")
     with pytest.raises(TypeError, match="accuracy.*metrics=\\('loss',\\)"):
         fit_once(model=_Dict(), loss_fn=lambda y_hat, y: y_hat["y_hat"].sum())
+
+
+def test_regression_targets_with_the_default_accuracy_metric_say_to_train_on_loss_only():
+    model = nn.Linear(3, 2)
+    X, y = torch.randn(8, 3), torch.randn(8, 2)  # two real-valued targets per example
+    with pytest.raises(ValueError, match=r"regression targets.*metrics=\(\"loss\",\)"):
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), [(X, y)], epochs=1)
+    history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), [(X, y)], epochs=1,
+                  metrics=("loss",))
+    assert "accuracy" not in history.metrics and len(history["loss"]) == 1

@@ -87,7 +87,8 @@ def _classes_fn(y_hat: Tensor, y: Tensor, where: str) -> Callable[[Tensor], Tens
             raise ValueError(
                 f"{where}: y has the same shape as the logits {_shape(y_hat)} and holds floats, so it looks "
                 "one-hot (or like class probabilities); accuracy needs class indices — pass y.argmax(1) "
-                "(integers of shape (B,)), and use them with cross-entropy too"
+                "(integers of shape (B,)), and use them with cross-entropy too. If y holds regression targets, "
+                "accuracy does not apply: pass metrics=(\"loss\",) to fit/evaluate"
             )
         _check_binary_labels(y, where)
         return _positive_logit
