@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpdl.data.text import (
+    BucketLoader,
     GloVe,
     TextSplit,
     UnknownWordError,
@@ -239,3 +240,75 @@ def test_pad_batch_rejects_empty_or_nested_input():
         pad_batch([])
     with pytest.raises(ValueError, match="1-D"):
         pad_batch([[[1, 2]], [[3, 4]]])
+
+
+# --- BucketLoader ------------------------------------------------------------------------------------
+
+
+def _sequences(n: int, seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 40, (n,), generator=g).tolist()
+    return [torch.randint(1, 30, (length,), generator=g).tolist() for length in lengths]
+
+
+def test_bucket_loader_yields_every_example_once_padded_at_the_end_with_its_label():
+    sequences = _sequences(103)
+    labels = torch.arange(103)  # label = row number, to find each example again
+    loader = BucketLoader(sequences, labels, batch_size=10, shuffle=True, generator=0)
+    seen = []
+    for X, y in loader:
+        assert X.dtype == torch.int64 and X.shape[0] == y.shape[0] <= 10
+        lengths = (X != 0).sum(1)
+        assert lengths.max() == X.shape[1]  # padded to the batch's longest sequence only
+        for row, length, label in zip(X, lengths, y.tolist()):
+            assert row[:length].tolist() == sequences[label] and (row[length:] == 0).all()
+        seen.extend(y.tolist())
+    assert sorted(seen) == list(range(103)) and len(loader) == 11
+    assert loader.order.tolist() == seen  # the order of the last pass
+
+
+def test_bucketing_cuts_padding_compared_with_random_batches():
+    sequences = _sequences(2000)
+    labels = torch.zeros(2000, dtype=torch.long)
+
+    def padded_cells(bucket_batches):
+        loader = BucketLoader(sequences, labels, 32, shuffle=True, bucket_batches=bucket_batches, generator=1)
+        return sum(X.numel() for X, _ in loader)
+
+    real = sum(map(len, sequences))
+    assert padded_cells(50) < 1.1 * real < 1.5 * real < padded_cells(1)
+
+
+def test_bucket_loader_without_shuffle_sorts_by_length_and_repeats_itself():
+    sequences = _sequences(50)
+    loader = BucketLoader(sequences, torch.zeros(50, dtype=torch.long), batch_size=8)
+    widths = [X.shape[1] for X, _ in loader]
+    assert widths == sorted(widths) and widths == [X.shape[1] for X, _ in loader]
+    assert [len(sequences[i]) for i in loader.order.tolist()] == sorted(map(len, sequences))
+
+
+def test_bucket_loader_shuffles_each_pass_reproducibly_from_its_seed():
+    sequences, labels = _sequences(200), torch.arange(200)
+
+    def two_passes(seed):
+        loader = BucketLoader(sequences, labels, batch_size=16, shuffle=True, bucket_batches=4, generator=seed)
+        return [torch.cat([y for _, y in loader]).tolist() for _ in range(2)]
+
+    first, second = two_passes(0)
+    assert first != second and two_passes(0) == [first, second] and two_passes(1) != [first, second]
+
+
+@pytest.mark.parametrize(
+    "sequences, labels, kwargs, error, message",
+    [
+        ([[1, 2], [3]], [0], {}, ValueError, "one label per sequence"),
+        ([[1, 2], []], [0, 1], {}, ValueError, "non-empty"),
+        ([[1, 0, 2]], [0], {}, ValueError, "holds the pad index 0"),
+        ([[1, 2]], [0], {"batch_size": 0}, ValueError, "batch_size"),
+        ([[1, 2]], [0], {"bucket_batches": 0}, ValueError, "bucket_batches"),
+        ([], [], {}, ValueError, "at least one"),
+    ],
+)
+def test_bucket_loader_rejects_bad_input_with_a_reason(sequences, labels, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        BucketLoader(sequences, labels, **kwargs)

@@ -31,6 +31,7 @@ _LAZY = {
     "tokenize": "dpdl.data.text",
     "Vocab": "dpdl.data.text",
     "pad_batch": "dpdl.data.text",
+    "BucketLoader": "dpdl.data.text",
     "sklearn_dataset": "dpdl.data.tabular",
     "sample_digits": "dpdl.data.digits",
 }

@@ -1,7 +1,8 @@
 """Text data of lab 7 (sequences): Nietzsche for character RNNs, GloVe word vectors, IMDB reviews.
 
 Plus the few tools a lab needs to feed words to a network in plain Python and PyTorch (torchtext is
-retired): :func:`tokenize`, :class:`Vocab` (words <-> indices) and :func:`pad_batch`.
+retired): :func:`tokenize`, :class:`Vocab` (words <-> indices), :func:`pad_batch` and
+:class:`BucketLoader` (padded batches of sequences of similar length).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "tokenize",
     "Vocab",
     "pad_batch",
+    "BucketLoader",
 ]
 
 IMDB_LABELS = ("negative", "positive")  # label 0 and label 1
@@ -272,6 +274,100 @@ def pad_batch(sequences: Sequence[Sequence[int] | Tensor], pad_index: int = 0) -
         raise ValueError(f"each sequence must be 1-D (a list of indices); got shapes {bad[:3]}")
     lengths = torch.tensor([len(t) for t in tensors], dtype=torch.long)
     return pad_sequence(tensors, batch_first=True, padding_value=pad_index), lengths
+
+
+class BucketLoader:
+    """Batches ``(X, y)`` of padded token ids, each batch made of sequences of similar length.
+
+    A batch is padded to its longest sequence, so a short review batched with a long one is mostly
+    padding: compute wasted, and (without packing) read by an RNN. Here ``bucket_batches`` batches' worth
+    of examples are sorted by length together and cut into batches, so each batch holds neighbours in
+    length. With ``shuffle=True`` every pass draws a new order first (from ``generator``: a
+    ``torch.Generator``, an int seed, or torch's global RNG) and then shuffles the batches, so an epoch
+    still mixes short and long batches; ``bucket_batches=1`` gives plain random batches.
+
+    ``sequences`` are lists (or 1-D tensors) of ids, none empty, none holding ``pad_index``; ``labels``
+    ``(N,)``. Each batch is ``X`` int64 ``(B, T)`` padded at the end with ``pad_index`` (``T`` = the
+    batch's longest sequence) and ``y`` ``(B,)``; the lengths are ``(X != pad_index).sum(1)``, so
+    ``dpdl.train.fit`` can pass ``X`` alone to a model that packs. ``order`` holds the example order of
+    the last pass (the rows of ``dpdl.train.predict(model, loader)`` are ``sequences[order]``).
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[Sequence[int] | Tensor],
+        labels: Tensor | Sequence[int],
+        batch_size: int = 64,
+        shuffle: bool = False,
+        bucket_batches: int = 50,
+        pad_index: int = 0,
+        generator: torch.Generator | int | None = None,
+    ) -> None:
+        for name, value in (("batch_size", batch_size), ("bucket_batches", bucket_batches)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if len(sequences) == 0:
+            raise ValueError("BucketLoader needs at least one sequence")
+        self.sequences = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+        self.labels = torch.as_tensor(labels)
+        if self.labels.dim() == 0 or len(self.labels) != len(self.sequences):
+            raise ValueError(
+                f"need one label per sequence; got {len(self.sequences)} sequences and labels of shape "
+                f"{tuple(self.labels.shape)}"
+            )
+        bad = [i for i, s in enumerate(self.sequences) if s.dim() != 1 or len(s) == 0]
+        if bad:
+            raise ValueError(
+                f"each sequence must be a non-empty 1-D list of ids; sequence {bad[0]} is not "
+                f"(shape {tuple(self.sequences[bad[0]].shape)}). Map an empty text to [unk_index]"
+            )
+        if bool((torch.cat(self.sequences) == pad_index).any()):
+            first = next(i for i, s in enumerate(self.sequences) if bool((s == pad_index).any()))
+            raise ValueError(
+                f"sequence {first} holds the pad index {pad_index}, so its length could not be read "
+                "from the padding; encode unknown tokens as <unk>, never as <pad>"
+            )
+        self.lengths = torch.tensor([len(s) for s in self.sequences])
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.bucket_batches = bucket_batches
+        self.pad_index = pad_index
+        self.generator = torch.Generator().manual_seed(generator) if isinstance(generator, int) else generator
+        self.order = self._batch_rows()[0] if not shuffle else torch.arange(len(self.sequences))
+
+    @property
+    def dataset_size(self) -> int:
+        """The number of sequences ``N``."""
+        return len(self.sequences)
+
+    def __len__(self) -> int:
+        return -(-len(self.sequences) // self.batch_size)  # pools hold whole batches, so only the last is short
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        self.order, batches = self._batch_rows()
+        for rows in batches:
+            X, _ = pad_batch([self.sequences[i] for i in rows.tolist()], pad_index=self.pad_index)
+            yield X, self.labels[rows]
+
+    def __repr__(self) -> str:
+        return (
+            f"BucketLoader({self.dataset_size} sequences, batch_size={self.batch_size}, {len(self)} batches, "
+            f"shuffle={self.shuffle}, bucket_batches={self.bucket_batches})"
+        )
+
+    def _batch_rows(self) -> tuple[Tensor, list[Tensor]]:
+        """The example order of one pass and its batches (lists of row numbers)."""
+        n = len(self.sequences)
+        rows = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        pool = self.batch_size * self.bucket_batches
+        batches: list[Tensor] = []
+        for start in range(0, n, pool):
+            chunk = rows[start : start + pool]
+            chunk = chunk[self.lengths[chunk].argsort(stable=True)]  # similar lengths side by side
+            batches.extend(chunk.split(self.batch_size))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        return torch.cat(batches), batches
 
 
 # --- loading, once per process ------------------------------------------------------------------
