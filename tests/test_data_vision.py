@@ -17,7 +17,9 @@ from dpdl.data.vision import (
     MNIST_STD,
     fashion_mnist,
     fashion_mnist_tensors,
+    Photos,
     hymenoptera,
+    hymenoptera_photos,
     hymenoptera_transform,
     mnist,
     mnist_tensors,
@@ -224,6 +226,84 @@ def test_hymenoptera_transform_takes_another_networks_statistics():
 def test_hymenoptera_transform_rejects_bad_arguments(split, image_size, message):
     with pytest.raises(ValueError, match=message):
         hymenoptera_transform(split, image_size)
+
+
+# --- photos decoded once ---------------------------------------------------------------------------
+
+
+def _coloured_photos(transform=None) -> Photos:
+    images = [Image.new("RGB", (40 + i, 30), color=(40 * i, 0, 0)) for i in range(5)]
+    return Photos(images, [0, 1, 1, 0, 1], ["ants", "bees"], transform)
+
+
+def test_photos_are_a_dataset_of_transformed_images_and_int_labels():
+    photos = _coloured_photos(transforms.ToTensor())
+    image, label = photos[2]
+    assert len(photos) == 5 and label == 1 and isinstance(label, int)
+    assert image.shape == (3, 30, 42) and image[0, 0, 0].item() == pytest.approx(80 / 255)
+    assert photos.class_counts() == [2, 3] and repr(photos) == "Photos(5 images: 2 ants, 3 bees)"
+    untransformed, _ = _coloured_photos()[0]
+    assert isinstance(untransformed, Image.Image)
+
+
+def test_photos_with_transform_shares_the_images_and_keeps_the_original():
+    photos = _coloured_photos(transforms.ToTensor())
+    grey = photos.with_transform(transforms.Compose([transforms.Grayscale(), transforms.ToTensor()]))
+    assert grey.images is not photos.images and all(a is b for a, b in zip(grey.images, photos.images))
+    assert grey[0][0].shape[0] == 1 and photos[0][0].shape[0] == 3
+
+
+def test_photos_tensors_stack_every_transformed_image_with_the_labels():
+    photos = _coloured_photos(transforms.Compose([transforms.CenterCrop(20), transforms.ToTensor()]))
+    X, y = photos.tensors()
+    assert X.shape == (5, 3, 20, 20) and y.tolist() == [0, 1, 1, 0, 1] and y.dtype == torch.int64
+    y[0] = 1  # a copy: the dataset's labels do not change
+    assert photos.targets[0] == 0
+    with pytest.raises(ValueError, match="needs a transform"):
+        _coloured_photos().tensors()
+
+
+@pytest.mark.parametrize(
+    "targets, message", [([0, 1], "one label per image"), ([0, 1, 2, 0, 1], r"labels must lie in 0\.\.1")]
+)
+def test_photos_reject_labels_that_do_not_fit_the_images_or_classes(targets, message):
+    images = [Image.new("RGB", (8, 8))] * 5
+    with pytest.raises(ValueError, match=message):
+        Photos(images, targets, ["ants", "bees"])
+
+
+@pytest.mark.integration
+def test_hymenoptera_photos_hold_imagefolders_labels_at_the_val_resize(data_env):
+    folder = hymenoptera("val")
+    photos = hymenoptera_photos("val", image_size=112)
+    assert photos.classes == folder.classes and photos.targets.tolist() == folder.targets
+    assert {min(image.size) for image in photos.images} == {128}  # round(112 * 256 / 224)
+    assert all(image.mode == "RGB" for image in photos.images)
+    # the default transform is hymenoptera_transform("val", 112): the same inputs as ImageFolder's, up to
+    # the JPEG decoder's own down-scaling
+    X, y = photos.tensors()
+    assert X.shape == (153, 3, 112, 112) and y.bincount().tolist() == [70, 83]
+    reference = hymenoptera("val", image_size=112)[7][0]
+    assert (X[7] - reference).abs().mean() < 0.05
+
+
+@pytest.mark.integration
+def test_hymenoptera_photos_default_to_the_augmenting_transform_for_train(data_env):
+    photos = hymenoptera_photos("train", image_size=64)
+    assert len(photos) == 244 and photos.class_counts() == [123, 121]
+    torch.manual_seed(0)
+    first = photos[0][0]
+    assert first.shape == (3, 64, 64) and not torch.equal(first, photos[0][0])
+    stats = dict(mean=[127 / 255] * 3, std=[128 / 255] * 3)
+    fixed = hymenoptera_photos("train", 64, transform=hymenoptera_transform("val", 64, **stats))
+    assert torch.equal(fixed[0][0], fixed[0][0]) and fixed[0][0].min() >= -1 and fixed[0][0].max() <= 1
+
+
+def test_hymenoptera_photos_check_split_and_size_before_reading_files():
+    with pytest.raises(ValueError, match="'train' or 'val'"):
+        hymenoptera_photos("test")
+    with pytest.raises(ValueError, match="image_size must be an int"):
+        hymenoptera_photos("val", image_size=3, transform=transforms.ToTensor())
 
 
 def _short_side(size: tuple[int, int], short: int) -> tuple[int, int]:

@@ -73,6 +73,52 @@ def test_efficientnet_lite0_recognises_a_real_bee_and_ant(lite0, offline_env, ph
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
 
 
+def test_features_are_what_the_last_layer_sees_in_eval_mode(lite0):
+    X = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    features = lite0.features(X, batch_size=2)
+    assert features.shape == (5, 1280) and features.device.type == "cpu" and not features.requires_grad
+    with torch.no_grad():
+        pooled = lite0.model.extract_features(X).mean(dim=(2, 3))
+        torch.testing.assert_close(features, pooled, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(lite0.model._fc(features), lite0.model(X), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(lite0.features(X, batch_size=5), features, atol=1e-5, rtol=1e-5)  # batch-independent
+
+
+def test_features_leave_the_models_mode_and_last_layer_as_they_were(lite0):
+    model = lite0.model
+    head = model._fc
+    X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    model.train()
+    try:
+        before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+        lite0.features(X)
+        assert model.training and model._fc is head and lite0.head_name == "_fc"
+        assert all(torch.equal(buffer, before[name]) for name, buffer in model.named_buffers())  # eval: stats unchanged
+    finally:
+        model.eval()
+
+
+def test_features_of_a_resnet_are_its_512_pooled_numbers(offline_env):
+    offline_env.mkdir(parents=True)
+    torch.save(models.resnet18().state_dict(), offline_env / "resnet18-f37072fd.pth")
+    resnet = pretrained("resnet18")
+    X = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    features = resnet.features(X)
+    assert resnet.head_name == "fc" and features.shape == (3, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(resnet.model.fc(features), resnet.model(X), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "X, batch_size, message",
+    [(torch.zeros(3, 32, 32), 16, r"add the batch dimension"), (torch.zeros(2, 1, 32, 32), 16, r"\(N, 3, H, W\)"),
+     (torch.zeros(2, 3, 32, 32), 0, "batch_size must be a positive int")],
+)
+def test_features_reject_what_is_not_a_batch_of_rgb_images(lite0, X, batch_size, message):
+    with pytest.raises(ValueError, match=message):
+        lite0.features(X, batch_size=batch_size)
+
+
 # --- ResNet-18 (weights file from the cache, a mirror or torch hub) ------------------------------------
 
 

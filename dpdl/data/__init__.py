@@ -21,6 +21,8 @@ _LAZY = {
     "fashion_mnist_tensors": "dpdl.data.vision",
     "hymenoptera": "dpdl.data.vision",
     "hymenoptera_transform": "dpdl.data.vision",
+    "hymenoptera_photos": "dpdl.data.vision",
+    "Photos": "dpdl.data.vision",
     "TensorLoader": "dpdl.data.fast",
     "mnist_loaders": "dpdl.data.fast",
     "nietzsche_text": "dpdl.data.text",

@@ -1,7 +1,8 @@
 """Networks pretrained on ImageNet, for feature extraction and fine-tuning (lab 6, transfer learning).
 
 ``pretrained(name)`` gives the model in eval mode, the input transform it was trained with and the
-1000 class names. EfficientNet-Lite0 installs with pip and works offline; ResNet-18 needs its weights file.
+1000 class names; its ``features(X)`` are what the last layer sees, for a linear classifier on top.
+EfficientNet-Lite0 installs with pip and works offline; ResNet-18 needs its weights file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 from torchvision import models, transforms
 
 from dpdl.data import DataUnavailableError
@@ -45,6 +46,38 @@ class PretrainedModel:
     def __repr__(self) -> str:  # not the whole network and 1000 names
         parameters = sum(p.numel() for p in self.model.parameters())
         return f"PretrainedModel({self.name!r}, {parameters:,} parameters, {len(self.categories)} categories)"
+
+    @property
+    def head_name(self) -> str:
+        """The attribute holding the last layer: ``"_fc"`` (EfficientNet) or ``"fc"`` (ResNet)."""
+        return "_fc" if hasattr(self.model, "_fc") else "fc"
+
+    def features(self, X: Tensor, batch_size: int = 16) -> Tensor:
+        """What the last layer sees: pooled features ``(N, D)`` on the CPU of images ``X`` ``(N, 3, H, W)``.
+
+        ``D`` is 1280 for EfficientNet-Lite0 and 512 for ResNet-18. The network runs without its last
+        layer, in eval mode (BatchNorm's running statistics, no dropout) and without gradients, ``batch_size``
+        images at a time (small batches are faster on a CPU); so ``last_layer(features(X))`` equals the
+        eval-mode logits. A frozen backbone's features never change: compute them once and train a linear
+        classifier on them (lab 6, transfer learning). The model's mode and last layer are left as they were.
+        """
+        if not isinstance(X, Tensor) or X.dim() != 4 or X.shape[1] != 3:
+            shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
+            raise ValueError(f"features expects a batch of RGB images (N, 3, H, W); got {shape} — "
+                             "stack transformed images with torch.stack, or add the batch dimension with X[None]")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        head_name, model = self.head_name, self.model
+        head, was_training = getattr(model, head_name), model.training
+        device = next(model.parameters()).device
+        setattr(model, head_name, nn.Identity())  # the network now ends with the pooled features
+        try:
+            model.eval()
+            with torch.no_grad():
+                return torch.cat([model(X_batch.to(device)).cpu() for X_batch in X.split(batch_size)])
+        finally:
+            setattr(model, head_name, head)
+            model.train(was_training)
 
     def classify(self, images: Image.Image | Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
         """The ``k`` most probable classes of each PIL image, as ``(category, probability)`` pairs, best first."""
