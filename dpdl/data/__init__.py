@@ -34,6 +34,8 @@ _LAZY = {
     "Vocab": "dpdl.data.text",
     "pad_batch": "dpdl.data.text",
     "BucketLoader": "dpdl.data.text",
+    "morse_pairs": "dpdl.data.morse",
+    "morse_vocabs": "dpdl.data.morse",
     "sklearn_dataset": "dpdl.data.tabular",
     "sample_digits": "dpdl.data.digits",
 }

@@ -1,4 +1,4 @@
-"""Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder and a VAE.
+"""Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder, a VAE, a seq2seq Transformer.
 
 Labs build these so they can spend their cells on training and analysis; each model returns logits.
 ``pretrained(name)`` (lab 6, offline ImageNet weights) is imported only when first used.
@@ -14,11 +14,23 @@ from torch import nn
 from dpdl.models.autoencoder import VAE, MLPAutoencoder
 from dpdl.models.cnn import BetterCNN, SimpleCNN
 from dpdl.models.mlp import BaselineMLP
+from dpdl.models.transformer import PositionalEncoding, Seq2SeqTransformer, greedy_decode
 
 # Where ``pretrained`` lives; imported on first use because it loads the EfficientNet code (seconds).
 _PRETRAINED_MODULE = "dpdl.models.pretrained_models"
 
-__all__ = ["BaselineMLP", "SimpleCNN", "BetterCNN", "MLPAutoencoder", "VAE", "count_parameters", "pretrained"]
+__all__ = [
+    "BaselineMLP",
+    "SimpleCNN",
+    "BetterCNN",
+    "MLPAutoencoder",
+    "VAE",
+    "Seq2SeqTransformer",
+    "PositionalEncoding",
+    "greedy_decode",
+    "count_parameters",
+    "pretrained",
+]
 
 
 def count_parameters(model: nn.Module) -> int:
