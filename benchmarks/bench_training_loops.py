@@ -6,7 +6,8 @@ are timed: ``hand (bare)`` does only forward, loss, backward, step; ``hand (metr
 epoch's loss and accuracy the way the labs teach (``loss.item()`` and a count of correct predictions per
 batch), which is the work ``fit`` and ``Trial`` do by default. Runs are interleaved (one run of each loop
 per round) so that a busy machine slows them alike; the table gives each loop's median and its ratio to
-the hand loops. Goal (issue "Benchmarks"): ``fit`` within 1.05x of the hand loop.
+the hand loops; the verdict uses the median of the per-round ratios of ``fit`` to ``hand (metrics)``.
+Goal (issue "Benchmarks"): ``fit`` within 1.05x of the hand loop.
 
     python benchmarks/bench_training_loops.py                       # MLP on MNIST batches, 5 rounds
     python benchmarks/bench_training_loops.py --model cnn --steps 100
@@ -96,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {median:.2f} | {min(runs):.2f} | {max(runs):.2f} | {1000 * median / args.steps:.1f} "
             f"| {median / bare:.3f} | {median / with_metrics:.3f} | {losses[name]:.4f} |"
         )
-    ratio = statistics.median(times["dpdl.train.fit"]) / with_metrics
+    # Paired by round: each round runs the loops back to back, so a slow spell of the machine hits both
+    # sides of a ratio; the median of the per-round ratios is steadier than a ratio of medians.
+    paired = statistics.median(f / h for f, h in zip(times["dpdl.train.fit"], times["hand (metrics)"]))
     print()
-    print(f"fit / hand (metrics) = {ratio:.3f} (goal <= 1.05): {'met' if ratio <= 1.05 else 'MISSED'}")
+    print(f"fit / hand (metrics), median of the {args.rounds} per-round ratios = {paired:.3f} "
+          f"(goal <= 1.05): {'met' if paired <= 1.05 else 'MISSED'}")
     return 0
 
 
