@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dpdl.data.text import Vocab, pad_batch
+from dpdl.data.text import Vocab, check_split_fractions, pad_batch
 
 __all__ = [
     "MORSE_CODE",
@@ -142,12 +142,7 @@ def morse_pairs(
             raise ValueError(f"{name} must be a positive int; got {value!r}")
     if min_chars > max_chars:
         raise ValueError(f"min_chars must not exceed max_chars; got min_chars={min_chars}, max_chars={max_chars}")
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
-    if val_fraction + test_fraction >= 1:
-        total = val_fraction + test_fraction
-        raise ValueError(f"val_fraction + test_fraction must be below 1 to leave training pairs; got {total}")
+    check_split_fractions(val_fraction, test_fraction)
     if text is None:
         from dpdl.data.text import nietzsche_text
 

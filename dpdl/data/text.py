@@ -167,12 +167,7 @@ def imdb(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -
     split keeps the 50/50 balance, and the same seed gives the same split on any machine. Texts are
     verbatim (with ``<br />`` tags; :func:`tokenize` removes them).
     """
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
-    if val_fraction + test_fraction >= 1:
-        total = val_fraction + test_fraction
-        raise ValueError(f"val_fraction + test_fraction must be below 1 to leave training data; got {total}")
+    check_split_fractions(val_fraction, test_fraction)
     texts, labels = _load_imdb()
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
@@ -368,6 +363,16 @@ class BucketLoader:
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
         return torch.cat(batches), batches
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise a ``ValueError`` unless both fractions are in [0, 1) and leave some training data."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        total = val_fraction + test_fraction
+        raise ValueError(f"val_fraction + test_fraction must be below 1 to leave training data; got {total}")
 
 
 # --- loading, once per process ------------------------------------------------------------------

@@ -125,11 +125,10 @@ class Seq2SeqTransformer(nn.Module):
             nhead=nhead,
             dim_feedforward=dim_feedforward,
             max_len=max_len,
+            num_encoder_layers=num_encoder_layers,
+            num_decoder_layers=num_decoder_layers,
         )
         for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Seq2SeqTransformer: {name} must be a positive int; got {value!r}")
-        for name, value in (("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Seq2SeqTransformer: {name} must be a positive int; got {value!r}")
         if d_model % nhead:
