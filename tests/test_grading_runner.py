@@ -292,3 +292,21 @@ def test_a_kernel_that_never_started_is_told_apart_from_failing_cells(tmp_path):
     cells, setup_error = _read_results(path)
     assert setup_error == "", "once a cell ran, a failed setup is that cell's failure, not the run's"
     assert cells[0] == CellOutcome(0, False, "RuntimeError: no kernel") and cells[1].passed
+
+
+def test_kernels_graded_side_by_side_share_the_cores(monkeypatch):
+    from dpdl import grading
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert grading.threads_per_kernel(1) is None
+    assert grading.threads_per_kernel(2) == 4
+    assert grading.threads_per_kernel(16) == 1
+
+
+def test_the_kernel_gets_the_thread_cap_unless_the_user_set_one(monkeypatch):
+    nb = new_notebook(cells=[new_code_cell(
+        "import os\nassert os.environ['OMP_NUM_THREADS'] == os.environ['MKL_NUM_THREADS'] == '3'")])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert run_nbval(nb, cell_timeout=CELL_TIMEOUT, threads=3).cells[0].passed
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert not run_nbval(nb, cell_timeout=CELL_TIMEOUT, threads=3).cells[0].passed

@@ -70,12 +70,14 @@ def grade_submission(
     *,
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     timeout: float = DEFAULT_TIMEOUT,
+    threads: int | None = None,
 ) -> GradeResult:
     """Grade one submitted notebook against a validated ``reference``; never raises for a bad submission.
 
     The file is read once and never written. Its answer cells run with the reference's other cells, and
     each check cell earns its points when it passes under nbval. A file that is no notebook gets a row
     with status ``invalid``; a run stopped at ``timeout`` keeps the points of the checks it finished.
+    ``threads`` caps the kernel's CPU threads (see :func:`~dpdl.grading.runner.run_nbval`).
     """
     checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in check_cells(reference).items()]
     try:
@@ -87,7 +89,7 @@ def grade_submission(
         return GradeResult(str(path), "invalid", reason, checks)
     merged = merge(reference, submission.answers)
     try:
-        run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout)
+        run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
     except Exception as err:  # the grader's own trouble (a full disk, say) must not stop the batch
         run = NbvalRun("error", reason=f"the grader failed: {type(err).__name__}: {err}")
     code_index = {cell_id(cell): i for i, cell in enumerate(c for c in merged.cells if c.cell_type == "code")}
@@ -121,7 +123,8 @@ def grade(
     """Grade every submission (``workers`` at a time, each in its own kernel); results in the input order.
 
     ``reference`` is a path or an already loaded notebook; ``on_result`` is called as each one finishes
-    (from a worker thread), for progress output.
+    (from a worker thread), for progress output. With several workers the CPU cores are shared out: each
+    kernel gets ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` says otherwise.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
@@ -136,8 +139,10 @@ def grade(
     else:
         reference = load_reference(reference)
 
+    threads = threads_per_kernel(workers)
+
     def one(path: str | os.PathLike) -> GradeResult:
-        result = grade_submission(path, reference, cell_timeout=cell_timeout, timeout=timeout)
+        result = grade_submission(path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
         if on_result is not None:
             on_result(result)
         return result
@@ -146,6 +151,13 @@ def grade(
         return [one(path) for path in submissions]
     with ThreadPoolExecutor(max_workers=workers) as pool:  # the work happens in subprocesses
         return list(pool.map(one, submissions))
+
+
+def threads_per_kernel(workers: int) -> int | None:
+    """CPU threads for each of ``workers`` kernels running at once: None (torch's default) for one worker."""
+    if workers == 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _read_once(path: Path) -> bytes:

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
         "--feedback-dir", metavar="DIR",
         help="per-student feedback and written_answers.md (default: <out stem>_feedback beside --out)",
     )  # fmt: skip
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="notebooks graded at once (default 1)")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="notebooks graded at once (default 1); each kernel then gets cores/N CPU threads")
     parser.add_argument(
         "--cell-timeout", type=_positive_float, default=None, metavar="S",
         help="seconds one cell may run before it is interrupted and fails (default 120)",

@@ -71,6 +71,7 @@ def run_nbval(
     cell_timeout: float = 120.0,
     timeout: float = 600.0,
     python: str | None = None,
+    threads: int | None = None,
 ) -> NbvalRun:
     """Run notebook ``nb`` (a dict in nbformat 4) with ``pytest --nbval`` in a fresh kernel of this environment.
 
@@ -78,7 +79,9 @@ def run_nbval(
     ``nbval-ignore-output``. A cell running longer than ``cell_timeout`` seconds is interrupted and nbval
     goes on; after ``timeout`` seconds the whole run (pytest, kernel and anything they started) is killed
     and the cells finished by then are kept (``status="timeout"``). The kernel works in an empty temporary
-    directory with ``CI=1`` and ``DPDL_PROGRESS=0``.
+    directory with ``CI=1`` and ``DPDL_PROGRESS=0``. ``threads`` caps the kernel's OpenMP/MKL threads (torch's
+    CPU pool) unless ``OMP_NUM_THREADS`` is set already: kernels graded side by side that each spin up one
+    thread per core contend for the cores and can run ten times slower, into the cell timeout.
     """
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="dpdl-grade-"))  # the kernel's cwd: holds the notebook only
@@ -99,7 +102,7 @@ def run_nbval(
         command = [python or sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()), str(results), *args]
         with open(log, "wb") as log_file:
             process = subprocess.Popen(
-                command, cwd=work, env=_grading_env(token), stdin=subprocess.DEVNULL,
+                command, cwd=work, env=_grading_env(token, threads), stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             try:
@@ -123,8 +126,10 @@ def run_nbval(
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _grading_env(token: str) -> dict[str, str]:
+def _grading_env(token: str, threads: int | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "COV_CORE_"))}
+    if threads is not None and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env.pop("MPLBACKEND", None)  # let the kernel pick inline, as Jupyter does
     env.update(
         {
