@@ -177,6 +177,15 @@ def test_student_copy_passes_and_is_flagged_when_stale_edited_or_orphaned(lab):
     assert any(problem.startswith("no instructor source") for problem in check_notebook(student))
 
 
+def _copy_into_repo(lab: Path, relpath: str) -> Path:
+    """The fixture lab copied to ``relpath`` of its temporary repository, its Colab badge pointing there."""
+    copy = lab.parents[3] / relpath
+    copy.parent.mkdir(parents=True)
+    shutil.copy(lab, copy)
+    _edit(copy, lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace(repo_path(lab), relpath)))
+    return copy
+
+
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="dpdl")
     notebooks_cli.register(parser.add_subparsers())
@@ -186,11 +195,7 @@ def _cli(*argv: str) -> int:
 
 def test_check_command_exits_one_listing_problems_and_zero_when_clean(lab, monkeypatch, capsys):
     root = lab.parents[3]
-    good = root / "labs" / "lab1" / "lab1_good.ipynb"
-    good.parent.mkdir(parents=True)
-    shutil.copy(lab, good)
-    _edit(good, lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace(
-        repo_path(lab), "labs/lab1/lab1_good.ipynb")))
+    good = _copy_into_repo(lab, "labs/lab1/lab1_good.ipynb")
     monkeypatch.chdir(root)
     assert discover_notebooks() == [good]
     assert _cli("notebooks", "check") == 0
@@ -205,12 +210,7 @@ def test_check_command_exits_one_listing_problems_and_zero_when_clean(lab, monke
 
 
 def test_exercise_sources_must_be_gradable_references(lab):
-    root = lab.parents[3]
-    exercise = root / "exercises" / "lab1" / "lab1_exercise.ipynb"
-    exercise.parent.mkdir(parents=True)
-    shutil.copy(lab, exercise)
-    _edit(exercise, lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace(
-        repo_path(lab), "exercises/lab1/lab1_exercise.ipynb")))
+    exercise = _copy_into_repo(lab, "exercises/lab1/lab1_exercise.ipynb")
     assert check_notebook(lab) == [], "labs are not grading references"
     # The fixture's cells carry swapped roles: points on the answer cell, none on the check cell.
     assert any("check cell 'sigmoid-check' needs points" in problem for problem in check_notebook(exercise))
