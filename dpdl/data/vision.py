@@ -118,7 +118,7 @@ def hymenoptera(
     root = fetch("hymenoptera") / "hymenoptera_data" / split
     if transform is None:
         transform = hymenoptera_transform(split, image_size)
-    return datasets.ImageFolder(root, transform=transform)
+    return datasets.ImageFolder(root, transform=transform)  # lists the files; decodes each as it is read
 
 
 def hymenoptera_transform(
@@ -137,15 +137,14 @@ def hymenoptera_transform(
     to [-1, 1]): ``mean=[127 / 255] * 3, std=[128 / 255] * 3``.
     """
     split = _check_split(split, ("train", "val"), "hymenoptera_transform")
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
-        raise ValueError(f"image_size must be an int >= 8 (pixels of the square input); got {image_size!r}")
+    _check_image_size(image_size)
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need one number per RGB channel, std > 0; got mean={mean!r}, std={std!r}")
     normalize = transforms.Normalize(list(mean), list(std))
     if split == "train":
         steps = [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
     else:
-        steps = [transforms.Resize(round(image_size * 256 / 224)), transforms.CenterCrop(image_size)]
+        steps = [transforms.Resize(_resize_side(image_size)), transforms.CenterCrop(image_size)]
     return transforms.Compose([*steps, transforms.ToTensor(), normalize])
 
 
@@ -224,22 +223,29 @@ def hymenoptera_photos(
     ``hymenoptera_transform("val", image_size, mean, std)`` for fixed inputs to extract features.
     """
     split = _check_split(split, ("train", "val"), "hymenoptera_photos")
-    if transform is None:
-        transform = hymenoptera_transform(split, image_size)  # also checks image_size
-    elif not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
-        raise ValueError(f"image_size must be an int >= 8 (pixels of the square input); got {image_size!r}")
-    short_side = round(image_size * 256 / 224)
-    folder = datasets.ImageFolder(fetch("hymenoptera") / "hymenoptera_data" / split)  # lists files, decodes none
+    _check_image_size(image_size)
+    short_side = _resize_side(image_size)
+    folder = hymenoptera(split, transform=transform, image_size=image_size)
     resize = transforms.Resize(short_side)
     images = []
     for path, _ in folder.samples:
         with Image.open(path) as image:
             image.draft("RGB", (short_side, short_side))  # JPEG only; the result is at least this large
             images.append(resize(image.convert("RGB")))
-    return Photos(images, folder.targets, folder.classes, transform)
+    return Photos(images, folder.targets, folder.classes, folder.transform)
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _check_image_size(image_size: int) -> None:
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8 (pixels of the square input); got {image_size!r}")
+
+
+def _resize_side(image_size: int) -> int:
+    """The short side an image is resized to before its centre crop: 256 for 224, as ImageNet models expect."""
+    return round(image_size * 256 / 224)
 
 _IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}

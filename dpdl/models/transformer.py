@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dpdl.device import device as _default_device
 from dpdl.progress import progress as _progress_bar
 from dpdl.train.history import History
+from dpdl.train.loop import Callback, _check_callbacks, _check_epochs, _model_device, _resolve_device, _run_callbacks
 
 __all__ = [
     "sinusoidal_encoding",
@@ -28,8 +28,6 @@ __all__ = [
     "greedy_decode",
     "cross_attention_weights",
 ]
-
-Callback = Callable[[int, History, nn.Module], object]
 
 
 def sinusoidal_encoding(length: int, d_model: int, base: float = 10000.0) -> Tensor:
@@ -216,15 +214,15 @@ def fit_seq2seq(
     ``loss_fn(logits (B, T, V), tgt_out (B, T))`` must ignore padding; ``None`` uses the cross-entropy
     with ``ignore_index=pad_index``. The history holds per epoch ``loss`` (averaged over the real target
     tokens) and ``accuracy`` (the fraction of real target tokens whose argmax is right, with the true
-    prefix given), plus ``val_loss``/``val_accuracy`` with ``val_data``. ``callbacks`` are called after
-    every epoch as ``callback(epoch, history, model)`` (model in eval mode); returning ``True`` stops.
+    prefix given), plus ``val_loss``/``val_accuracy`` with ``val_data``. ``callbacks`` follow
+    :func:`dpdl.train.fit`'s contract: ``callback(epoch, history, model)`` after every epoch (model in eval
+    mode), all of them, and training stops when one returns ``True``.
 
     ``scheduler`` (e.g. ``OneCycleLR``: a warm-up, then a decay) is stepped after every batch: Transformers
     trained at a high constant learning rate tend to spike, and a decaying rate ends training calmly.
     ``clip_grad_norm`` rescales the gradient of each step to at most that norm.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int; got {epochs!r}")
+    _check_epochs(epochs)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     X, y = _check_data(train_data, "train_data")
@@ -233,10 +231,10 @@ def fit_seq2seq(
     if not (callable(getattr(optimizer, "zero_grad", None)) and callable(getattr(optimizer, "step", None))):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
     loss_fn = _loss_fn(loss_fn, pad_index)
-    callbacks = (callbacks,) if callable(callbacks) else tuple(callbacks)
+    callbacks = _check_callbacks(callbacks)
     if isinstance(generator, int) and not isinstance(generator, bool):
         generator = torch.Generator().manual_seed(generator)
-    device = _default_device() if device is None else torch.device(device)
+    device = _resolve_device(device)
     model.to(device)
     was_training = model.training
     history = History()
@@ -266,8 +264,7 @@ def fit_seq2seq(
                 val = evaluate_seq2seq(model, loss_fn, val_data, batch_size=max(batch_size, 256), pad_index=pad_index)
                 record.update({f"val_{name}": value for name, value in val.items()})
             history.append(record)
-            answers = [callback(epoch, history, model) for callback in callbacks]  # every callback runs
-            if any(answer is True for answer in answers):
+            if _run_callbacks(callbacks, epoch, history, model):
                 break
     finally:
         model.train(was_training)
@@ -290,7 +287,7 @@ def evaluate_seq2seq(
     """
     X, y = _check_data(data, "data")
     loss_fn = _loss_fn(loss_fn, pad_index)
-    device = _model_device(model)
+    device = _model_device(model, None)
     was_training = model.training
     model.eval()
     totals = _Totals()
@@ -330,7 +327,7 @@ def greedy_decode(
     was_training = model.training
     model.eval()
     try:
-        src = src.to(_model_device(model))
+        src = src.to(_model_device(model, None))
         memory, src_padding_mask = model.encode(src)
         out = torch.full((src.shape[0], 1), bos_index, dtype=torch.long, device=src.device)
         done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
@@ -375,7 +372,7 @@ def cross_attention_weights(model: Seq2SeqTransformer, src: Tensor, tgt_in: Tens
         attention.register_forward_hook(keep_weights, with_kwargs=True),
     ]
     try:
-        device = _model_device(model)
+        device = _model_device(model, None)
         model(src.to(device), tgt_in.to(device))
     finally:
         for handle in handles:
@@ -442,7 +439,3 @@ def _check_data(data, name: str) -> tuple[Tensor, Tensor]:
         raise ValueError(f"targets must hold at least <bos> and <eos> (2 columns); got shape {tuple(y.shape)}")
     return X, y
 
-
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")

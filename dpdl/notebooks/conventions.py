@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from dpdl.grading.cells import ReferenceNotebookError, validate_reference
-from dpdl.notebooks import colab_url, find_repo_root, is_student_copy, notebook_bytes, read_notebook
+from dpdl.notebooks import colab_url, find_repo_root, is_student_copy, notebook_bytes, read_notebook, repo_path
 from dpdl.notebooks.build import MarkerError, build_student_copy, find_blocks
 from dpdl.notebooks.run import (
     KERNEL_NAME,
@@ -247,8 +247,8 @@ def _gradable_exercise(nb, context) -> Iterator[str]:
 
 def _is_exercise(context) -> bool:
     try:
-        return context.path.resolve().relative_to(context.root.resolve()).parts[0] == "exercises"
-    except (ValueError, IndexError):
+        return repo_path(context.path.resolve(), root=context.root).startswith("exercises/")
+    except ValueError:  # a notebook outside the repository given as root
         return False
 
 

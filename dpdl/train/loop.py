@@ -374,9 +374,9 @@ def _loss_hint(y_hat: Any, y: Tensor) -> str | None:
 
 def _check_epochs(epochs: Any) -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, int):
-        raise TypeError(f"epochs must be an int; got {epochs!r}")
+        raise TypeError(f"epochs must be a positive int; got {epochs!r}")
     if epochs < 1:
-        raise ValueError(f"epochs must be at least 1; got {epochs}")
+        raise ValueError(f"epochs must be a positive int; got {epochs}")
     return epochs
 
 
