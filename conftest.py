@@ -7,6 +7,8 @@ generated stubs that raise ``NotImplementedError`` by design, so they are checke
 
 import os
 
+from dpdl.grading.runner import retry_kernel_starts
+
 collect_ignore_glob = [
     "labs/*/student/*",
     "exercises/*/student/*",
@@ -22,3 +24,7 @@ os.environ.setdefault("DPDL_PROGRESS", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# Kernels started side by side (two xdist workers, `dpdl grade` in the tests) can race for a TCP port
+# and die before the first cell; nbval then starts them again (see `retry_kernel_starts`).
+retry_kernel_starts()

@@ -23,10 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["CellOutcome", "NbvalRun", "run_nbval", "RUN_TOKEN_ENV"]
+__all__ = ["CellOutcome", "NbvalRun", "run_nbval", "retry_kernel_starts", "RUN_TOKEN_ENV", "KERNEL_START_ATTEMPTS"]
 
 # Every process of a grading run inherits this variable, so that strays can be found and ended.
 RUN_TOKEN_ENV = "DPDL_GRADE_RUN"
+# How often nbval may start a kernel that died while starting (see `retry_kernel_starts`).
+KERNEL_START_ATTEMPTS = 3
+# jupyter_client's words for a kernel that died, or never answered, before its first cell.
+_KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
 MESSAGE_CHARS = 500  # the longest failure message kept per cell
 _RESULTS_BYTES = 8 * 2**20  # at most this much of the recorder's file is read back
 _LOG_TAIL_BYTES = 4000
@@ -224,8 +228,46 @@ def _tail(path: Path) -> str:
 # Inside the grading subprocess: pytest with nbval and this recorder.
 
 
+def retry_kernel_starts(attempts: int = KERNEL_START_ATTEMPTS) -> bool:
+    """Let nbval start a kernel again, up to ``attempts`` times, when it died or never answered.
+
+    jupyter_client picks a kernel's five TCP ports by binding to port 0 and letting go; the kernel binds
+    them a second later. Kernels started side by side (``dpdl grade --workers``, pytest-xdist) can be
+    handed the same port in between: the kernel dies with ``ZMQError: Address already in use`` (about
+    1 in 60 starts with 16 at once here; jupyter/nbconvert#1066, treebeardtech/nbmake#129), or, more
+    rarely, lives but never answers the client. No cell has run then, so starting again with fresh
+    ports is safe. Patches ``nbval.kernel.start_new_kernel`` in this process; returns False where nbval
+    is missing or no longer has that function.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {attempts!r}")
+    try:
+        from nbval import kernel
+    except ImportError:
+        return False
+    start = getattr(kernel, "start_new_kernel", None)
+    if start is None:
+        return False
+    start = getattr(start, "__wrapped__", start)  # patching twice must not multiply the attempts
+
+    def start_new_kernel(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, attempts + 1):
+            try:
+                return start(*args, **kwargs)
+            except RuntimeError as error:  # nbval has shut the dead kernel down before re-raising
+                if attempt == attempts or not str(error).startswith(_KERNEL_START_FAILURES):
+                    raise
+
+    start_new_kernel.__wrapped__ = start  # type: ignore[attr-defined]
+    start_new_kernel.__doc__ = start.__doc__
+    kernel.start_new_kernel = start_new_kernel
+    return True
+
+
 def _pytest_main(results_path: str, args: list[str]) -> int:
     import pytest
+
+    retry_kernel_starts()
 
     class CellRecorder:
         """Writes one JSON line per nbval test phase, as it happens, so a killed run keeps what was done."""
