@@ -17,9 +17,9 @@ After every epoch the model is evaluated on the 10,000 test images; a run stops 
 test accuracy reaches the target. ``train s`` is the time spent training up to that epoch (the clock is
 paused while evaluating); ``total s`` adds the evaluations. Runs are compared per epoch too: a run that
 crosses the target one epoch later (float rounding differs between the pipelines, so their paths drift
-apart) costs a whole epoch more, which the time to the target shows and the time per epoch does not. Goals (issue "Benchmarks"): MLP <= 30 s, CNN
-<= 90 s on the 2-core CPU, and the course's recipe (fast data, and channels_last for the CNN) >= 2x
-faster than the classic recipe (``classic``, NCHW).
+apart) costs a whole epoch more, which the time to the target shows and the time per epoch does not.
+Goals (issue "Benchmarks"): MLP <= 30 s, CNN <= 90 s on the 2-core CPU, and the course's recipe (fast
+data, and channels_last for the CNN) >= 2x faster than the classic recipe (``classic``, NCHW).
 
     python benchmarks/bench_time_to_accuracy.py                      # both models, both pipelines
     python benchmarks/bench_time_to_accuracy.py --models mlp --pipelines fast

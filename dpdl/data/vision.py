@@ -247,6 +247,7 @@ def _resize_side(image_size: int) -> int:
     """The short side an image is resized to before its centre crop: 256 for 224, as ImageNet models expect."""
     return round(image_size * 256 / 224)
 
+
 _IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 _TENSOR_CACHE: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}

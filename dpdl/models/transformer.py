@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from dpdl.models.mlp import _check_positive
 from dpdl.progress import progress as _progress_bar
 from dpdl.train.history import History
 from dpdl.train.loop import Callback, _check_callbacks, _check_epochs, _model_device, _resolve_device, _run_callbacks
@@ -38,9 +39,7 @@ def sinusoidal_encoding(length: int, d_model: int, base: float = 10000.0) -> Ten
     ``2π·base``, so every position gets a distinct pattern and ``PE[p + k]`` is a rotation of ``PE[p]``
     that depends only on the offset ``k``. An odd ``d_model`` drops the last cosine column.
     """
-    for name, value in (("length", length), ("d_model", d_model)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
+    _check_positive("sinusoidal_encoding", length=length, d_model=d_model)
     position = torch.arange(length, dtype=torch.float64).unsqueeze(1)  # (length, 1)
     frequency = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (ceil(d/2),)
     angle = position * frequency  # (length, ceil(d/2)); float64 so that long encodings stay exact
@@ -116,7 +115,8 @@ class Seq2SeqTransformer(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        sizes = dict(
+        _check_positive(
+            "Seq2SeqTransformer",
             src_vocab_size=src_vocab_size,
             tgt_vocab_size=tgt_vocab_size,
             d_model=d_model,
@@ -126,9 +126,6 @@ class Seq2SeqTransformer(nn.Module):
             num_encoder_layers=num_encoder_layers,
             num_decoder_layers=num_decoder_layers,
         )
-        for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Seq2SeqTransformer: {name} must be a positive int; got {value!r}")
         if d_model % nhead:
             raise ValueError(
                 f"Seq2SeqTransformer: d_model ({d_model}) must be divisible by nhead ({nhead}): each head gets "
