@@ -107,6 +107,15 @@ def _svg_output(nb):
 
 def _unmarked_error(nb):
     nb.cells[-1].source = 'sigmoid("a string is not a tensor")'
+    del nb.cells[-1].metadata["tags"]
+
+
+def _untagged_raise(nb):
+    del nb.cells[_index_of(nb, "NBVAL_RAISES_EXCEPTION")].metadata["tags"]
+
+
+def _tag_without_comment(nb):
+    nb.cells[_index_of(nb, "final loss")].metadata["tags"] = ["raises-exception"]
 
 
 def _old_format(nb):
@@ -145,6 +154,8 @@ def _kernel(nb):
         (_set_source("1 / (1 + torch.exp(-x))", "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return x"),
          "without a matching '### END SOLUTION'"),
         (_unmarked_error, "the committed output is an error"),
+        (_untagged_raise, "starts with `# NBVAL_RAISES_EXCEPTION` but lacks the `raises-exception` cell tag"),
+        (_tag_without_comment, "tagged `raises-exception` without `# NBVAL_RAISES_EXCEPTION`"),
         (_old_format, "cells have no ids"),
     ],
 )
@@ -168,6 +179,10 @@ def test_student_copy_passes_and_is_flagged_when_stale_edited_or_orphaned(lab):
 
     _edit(lab, _set_source("final loss", "print('changed')"))
     assert any(problem.startswith("stale: differs from a fresh build") for problem in check_notebook(student))
+
+    write_student_copy(lab)
+    _edit(student, _untagged_raise)
+    assert any("lacks the `raises-exception` cell tag" in problem for problem in check_notebook(student))
 
     write_student_copy(lab)
     _edit(student, _set_source("YOUR CODE HERE", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"))

@@ -172,7 +172,8 @@ def test_run_then_nbval_passes_and_a_wrong_stored_output_fails(tmp_path, capsys)
     assert environment == f"1 0 module://matplotlib_inline.backend_inline {folder.name}\n"
     raising = next(cell for cell in code if "NBVAL_RAISES_EXCEPTION" in cell.source)
     assert [(out.output_type, out.ename) for out in raising.outputs] == [("error", "ValueError")]
-    assert "tags" not in raising.metadata  # the tag is for the run only: nbval reads the comment
+    # nbval reads the comment; the tag stays so that Jupyter's Run All goes past the cell too.
+    assert raising.metadata["tags"] == ["raises-exception"]
     assert executed.metadata == committed.metadata
     assert "execution" not in code[3].metadata
 

@@ -200,6 +200,21 @@ def _errors_only_where_expected(nb, context) -> Iterator[str]:
                    "`# NBVAL_RAISES_EXCEPTION` if it fails on purpose")
 
 
+def _raising_cells_tagged(nb, context) -> Iterator[str]:
+    """nbval reads the comment, Jupyter's Run All and nbclient the tag: a cell that fails on purpose needs
+    both, or Run All stops there, before the student's first task."""
+    for index, cell in _code_cells(nb):
+        marked = has_nbval_marker(cell.source, "NBVAL_RAISES_EXCEPTION")
+        tagged = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", [])
+        if marked and not tagged:
+            yield (f"cell {index}: starts with `# NBVAL_RAISES_EXCEPTION` but lacks the `{RAISES_EXCEPTION_TAG}` "
+                   "cell tag, so Run All stops here; add the tag (`dpdl notebooks run` adds it), then "
+                   "`dpdl notebooks build`")
+        elif tagged and not marked:
+            yield (f"cell {index}: tagged `{RAISES_EXCEPTION_TAG}` without `# NBVAL_RAISES_EXCEPTION` on its "
+                   "first line; add the comment so nbval expects the error too")
+
+
 def _cell_ids(nb, context) -> Iterator[str]:
     ids = [cell.get("id") for cell in nb.cells]
     if nb.nbformat_minor < 5 or not all(ids):
@@ -255,11 +270,11 @@ def _is_exercise(context) -> bool:
 SOURCE_RULES: tuple[Rule, ...] = (
     _title_badge, _install_cell, _execution_order, _outputs_committed, _no_trailing_semicolon,
     _no_personal_metadata, _kernelspec, _seed_before_training, _no_cuda_calls, _png_images,
-    _markers_balanced, _errors_only_where_expected, _cell_ids, _gradable_exercise,
+    _markers_balanced, _errors_only_where_expected, _raising_cells_tagged, _cell_ids, _gradable_exercise,
 )
 STUDENT_RULES: tuple[Rule, ...] = (
     _title_badge, _install_cell, _no_personal_metadata, _kernelspec, _no_cuda_calls, _png_images,
-    _no_markers_left, _cell_ids, _student_copy_current,
+    _no_markers_left, _raising_cells_tagged, _cell_ids, _student_copy_current,
 )
 
 

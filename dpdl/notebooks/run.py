@@ -82,13 +82,12 @@ def execute_notebook(
         raise ValueError(f"timeout is seconds per cell and must be positive; got {timeout}")
     nb = read_notebook(path)
     executed = copy.deepcopy(nb)
-    # nbclient lets a cell raise when it has the tag; nbval reads the comment. The tag is added for the
-    # run only: nbval warns about every cell that has both.
-    marked = [cell for cell in executed.cells if cell.cell_type == "code"
-              and has_nbval_marker(cell.source, "NBVAL_RAISES_EXCEPTION")
-              and RAISES_EXCEPTION_TAG not in cell.metadata.get("tags", [])]
-    for cell in marked:
-        cell.metadata.setdefault("tags", []).append(RAISES_EXCEPTION_TAG)
+    # nbclient and Jupyter's Run All let a cell raise when it has the tag; nbval reads the comment. A
+    # cell marked with the comment gets the tag for good, so students' Run All goes past it too.
+    for cell in executed.cells:
+        if (cell.cell_type == "code" and has_nbval_marker(cell.source, "NBVAL_RAISES_EXCEPTION")
+                and RAISES_EXCEPTION_TAG not in cell.metadata.get("tags", [])):
+            cell.metadata.setdefault("tags", []).append(RAISES_EXCEPTION_TAG)
     for cell in executed.cells:
         if cell.cell_type == "code" and not cell.source.strip():  # nbclient skips these: no stale leftovers
             cell.outputs, cell.execution_count = [], None
@@ -122,10 +121,6 @@ def execute_notebook(
                     "marked to raise (NBVAL_RAISES_EXCEPTION / raises-exception tag) but raised nothing; "
                     "make it raise or remove the marker",
                 )
-    for cell in marked:
-        cell.metadata.tags.remove(RAISES_EXCEPTION_TAG)
-        if not cell.metadata.tags:
-            del cell.metadata["tags"]
     write_notebook(clean_notebook(executed), path)
     print(f"{path}: executed in {seconds:.1f} s")
     return seconds
