@@ -8,8 +8,10 @@ can never pass quietly on the CPU.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["device", "device_reason", "DeviceUnavailableError"]
 
@@ -29,6 +31,8 @@ def device_reason() -> str:
 
 
 def _choose() -> tuple[torch.device, str]:
+    import torch  # here, not at the top: `import dpdl` (and `dpdl --help`) must not load torch
+
     forced = os.environ.get("DPDL_DEVICE", "").strip()
     require_cuda = os.environ.get("DPDL_REQUIRE_CUDA", "").strip().lower() in {"1", "true", "yes"}
     cuda_ok = torch.cuda.is_available()
@@ -64,5 +68,7 @@ def _choose() -> tuple[torch.device, str]:
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())

@@ -5,9 +5,6 @@ from __future__ import annotations
 import os
 import random
 
-import numpy as np
-import torch
-
 __all__ = ["seed_everything", "use_deterministic_algorithms"]
 
 
@@ -19,6 +16,9 @@ def seed_everything(seed: int = 0, *, deterministic: bool = False) -> int:
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an int in [0, 2**32); got {seed!r}")
+    import numpy as np  # here, not at the top: `import dpdl` (and `dpdl --help`) must not load torch
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds every CUDA device too
@@ -30,6 +30,8 @@ def seed_everything(seed: int = 0, *, deterministic: bool = False) -> int:
 
 def use_deterministic_algorithms(enabled: bool = True) -> None:
     """Make cuDNN and torch pick deterministic kernels (or go back to the fast defaults)."""
+    import torch
+
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled, warn_only=False)
