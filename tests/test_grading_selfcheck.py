@@ -335,3 +335,33 @@ def test_the_module_and_the_command_line_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=False)
     assert result.returncode == 0, result.stderr
     assert "check" in result.stdout
+
+
+def test_a_kernel_that_cannot_start_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import dpdl.grading.selfcheck as selfcheck
+
+    monkeypatch.setattr(selfcheck, "KERNEL_NAME", "no-such-kernel-for-dpdl-tests")
+    nb = with_answers(exercise.student(), mse=MSE_SOLUTION)
+    code, out = check(write(nb, tmp_path / "answered.ipynb"), capsys)
+    assert code == CANNOT_GRADE
+    assert "error: could not run the notebook: NoSuchKernel" in out
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path, capsys, monkeypatch):
+    """Kernels started side by side can race for a port and die before their first cell (see the runner)."""
+    from nbclient import NotebookClient
+
+    start_client, failures = NotebookClient.start_new_kernel_client, []
+
+    def dies_once(self):
+        if not failures:
+            failures.append(True)
+            self._cleanup_kernel()  # what nbclient does when the kernel dies here
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return start_client(self)
+
+    monkeypatch.setattr(NotebookClient, "start_new_kernel_client", dies_once)
+    nb = with_answers(exercise.student(), mse=MSE_SOLUTION)
+    code, out = check(write(nb, tmp_path / "answered.ipynb"), capsys)
+    assert failures == [True]
+    assert code == FAILED and "[1/3] check_mse ... passed (2 points)" in out

@@ -41,7 +41,8 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 from dpdl.grading.cells import METADATA_KEY, cell_id, cell_points, cell_role, cell_source
 from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, parse_notebook
 from dpdl.grading.report import CheckResult
-from dpdl.grading.runner import _exception_line  # the grader's one-line failure message
+from dpdl.grading.runner import KERNEL_START_ATTEMPTS
+from dpdl.grading.runner import _KERNEL_START_FAILURES, _exception_line  # the grader's own wording
 from dpdl.notebooks.build import ANSWER_PLACEHOLDER, STUB_COMMENT
 from dpdl.notebooks.run import KERNEL_NAME, has_nbval_marker, kernel_env
 
@@ -238,55 +239,67 @@ def run_checks(
         replies[cell_index] = execute_reply.get("content", {}) if execute_reply else {}
 
     work = Path(tempfile.mkdtemp(prefix="dpdl-check-"))
-    client = NotebookClient(
-        runnable,
-        timeout=cell_timeout,
-        timeout_func=lambda cell: max(1.0, min(cell_timeout, deadline - time.monotonic())),
-        interrupt_on_timeout=True,
-        error_on_timeout={
-            "ename": "TimeoutError",
-            "evalue": f"the cell ran past its time limit ({cell_timeout:g} s a cell, --cell-timeout; "
-            f"{timeout:g} s in all, --timeout) and was interrupted",
-            "traceback": [],
-        },
-        allow_errors=True,
-        kernel_name=KERNEL_NAME,
-        record_timing=False,
-        on_cell_executed=remember,
-        resources={"metadata": {"path": str(work)}},
-    )
+
+    def new_client() -> NotebookClient:
+        return NotebookClient(
+            runnable,
+            timeout=cell_timeout,
+            timeout_func=lambda cell: max(1.0, min(cell_timeout, deadline - time.monotonic())),
+            interrupt_on_timeout=True,
+            error_on_timeout={
+                "ename": "TimeoutError",
+                "evalue": f"the cell ran past its time limit ({cell_timeout:g} s a cell, --cell-timeout; "
+                f"{timeout:g} s in all, --timeout) and was interrupted",
+                "traceback": [],
+            },
+            allow_errors=True,
+            kernel_name=KERNEL_NAME,
+            record_timing=False,
+            on_cell_executed=remember,
+            resources={"metadata": {"path": str(work)}},
+        )
+
     results: dict[int, CheckResult] = {
         index: CheckResult(id_, points, passed=False, message="not run") for index, (id_, points) in review.checks.items()
     }
     position = {index: n for n, index in enumerate(review.checks, start=1)}
     cell_errors: dict[int, str] = {}
-    status, stop_reason = "completed", ""
+
+    def run_all(client: NotebookClient) -> tuple[str, str]:
+        """Run the cells in a started kernel; (status, why the remaining checks were not run)."""
+        for run_index, index in enumerate(to_run):
+            if time.monotonic() > deadline:
+                return "timeout", f"not run: the notebook ran past the {timeout:g} s limit (--timeout)"
+            try:
+                client.execute_cell(runnable.cells[run_index], run_index)
+            except DeadKernelError:
+                return "kernel died", "not run: the kernel died in an earlier cell (out of memory, a crash, or exit())"
+            reply = replies.get(run_index, {})
+            message = _exception_line(reply) if reply.get("status") == "error" else ""
+            if index in results:
+                result = results[index]
+                result.passed, result.message = not message, message
+                if on_check is not None:
+                    on_check(position[index], result)
+            elif message:
+                cell_errors[index] = message
+        return "completed", ""
+
+    # The kernel's own stdout/stderr (not the cells' output) only carries ipykernel's start-up warnings.
+    start_options = {"env": kernel_env({"PYTHONHASHSEED": "0"}), "cwd": str(work)}
+    start_options.update(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # The kernel's own stdout/stderr (not the cells' output) only carries ipykernel's start-up warnings.
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        with client.setup_kernel(env=kernel_env({"PYTHONHASHSEED": "0"}), cwd=str(work), **quiet):
-            for run_index, index in enumerate(to_run):
-                if time.monotonic() > deadline:
-                    status = "timeout"
-                    stop_reason = f"not run: the notebook ran past the {timeout:g} s limit (--timeout)"
-                    break
-                try:
-                    client.execute_cell(runnable.cells[run_index], run_index)
-                except DeadKernelError:
-                    status = "kernel died"
-                    stop_reason = (
-                        "not run: the kernel died in an earlier cell (out of memory, a crash, or exit())"
-                    )
-                    break
-                reply = replies.get(run_index, {})
-                message = _exception_line(reply) if reply.get("status") == "error" else ""
-                if index in results:
-                    result = results[index]
-                    result.passed, result.message = not message, message
-                    if on_check is not None:
-                        on_check(position[index], result)
-                elif message:
-                    cell_errors[index] = message
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            client, started = new_client(), False
+            try:
+                with client.setup_kernel(**start_options):
+                    started = True
+                    status, stop_reason = run_all(client)
+            except RuntimeError as err:  # a kernel that died before its first cell: start another (see runner)
+                if started or attempt == KERNEL_START_ATTEMPTS or not str(err).startswith(_KERNEL_START_FAILURES):
+                    raise
+                continue
+            break
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for index, result in results.items():
@@ -355,7 +368,12 @@ def check_notebook(
         verdict = f"passed ({_count(result.max_points, 'point')})" if result.passed else f"failed: {result.message}"
         say(f"[{position}/{total}] {result.id} ... {verdict}")
 
-    run = run_checks(review.nb, review, cell_timeout=cell_timeout, timeout=timeout, on_check=progress)
+    try:
+        run = run_checks(review.nb, review, cell_timeout=cell_timeout, timeout=timeout, on_check=progress)
+    except Exception as err:  # no kernel could be started (no python3 kernel, one that keeps dying)
+        say(f"error: could not run the notebook: {type(err).__name__}: {err}")
+        say("Check that Jupyter works here (python -m ipykernel install --user installs a python3 kernel).")
+        return CANNOT_GRADE
     say()
     score = sum(check.points for check in run.checks)
     say(f"Autograded points so far: {score}/{review.max_points} (visible checks only; ran in {run.seconds:.0f} s)")
