@@ -61,7 +61,8 @@ def test_grading_a_batch_writes_marks_and_feedback_and_exits_zero(tmp_path, caps
     ]  # fmt: skip
     alice_feedback = (feedback / "alice__lab1_exercise.md").read_text(encoding="utf-8")
     assert "**2 / 6 points**" in alice_feedback
-    assert "| `check_softmax` | 0 / 3 | failed: NotImplementedError: replace this line with your code |" in alice_feedback
+    assert ("| `check_softmax` | 0 / 3 | failed: NotImplementedError: softmax: Softmax over the last axis, stable "
+            "for large logits |") in alice_feedback
     written = (feedback / "written_answers.md").read_text(encoding="utf-8")
     assert f"### {alice}\n\n> Overflow | of exp." in written
     assert f"### {bob}\n\n_(no answer)_" in written

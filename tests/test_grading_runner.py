@@ -130,7 +130,8 @@ def test_the_reference_earns_full_marks_and_keeps_its_written_answer(batch):
 def test_the_untouched_student_copy_earns_zero_and_says_why(batch):
     result = batch["results"]["student"]
     messages = {check.id: check.message for check in result.checks}
-    assert messages["check_mse"] == "NotImplementedError: replace this line with your code"
+    assert messages["check_mse"] == ("NotImplementedError: mean_squared_error: Mean of the squared differences "
+                                     "between predictions y_hat and targets y")
     assert messages["check_step"].startswith("AssertionError: after one step w should be [0.7, 1.0]")
     assert result.reason == "failed: check_mse, check_softmax, check_step"
     assert result.written == {"why_max": ""}

@@ -14,6 +14,7 @@ from nbformat.v4 import new_code_cell, new_output
 from dpdl.notebooks import (
     INSTALL_CELL,
     NOTEBOOK_FOLDERS,
+    REPO,
     colab_url,
     discover_notebooks,
     repo_path,
@@ -75,7 +76,11 @@ def _swap_title_for_code(nb):
 
 
 def _without_guard(nb):
-    nb.cells[1].source = '%pip install -q "dpdl @ git+https://github.com/dpdl-course/dpdl"'
+    nb.cells[1].source = f'%pip install -q "dpdl @ git+https://github.com/{REPO}"'
+
+
+def _install_from_elsewhere(nb):
+    nb.cells[1].source = INSTALL_CELL.replace(REPO, "someone-else/dpdl")
 
 
 def _pip_outside_guard(nb):
@@ -134,8 +139,10 @@ def _kernel(nb):
         (_swap_title_for_code, "cell 0: the first cell must be the markdown title cell"),
         (_set_source("Open In Colab", "# A title without a badge"), "cell 0: the title cell has no Colab badge"),
         (_set_source("Open In Colab", "[![Open In Colab](x.svg)](https://colab.research.google.com/github/"
-                                      "dpdl-course/dpdl/blob/main/labs/lab1/lab1_other.ipynb)"),
-         "cell 0: the Colab badge opens https://colab.research.google.com/github/dpdl-course/dpdl/blob/main/labs/"),
+                                      f"{REPO}/blob/main/labs/lab1/lab1_other.ipynb)"),
+         f"cell 0: the Colab badge opens https://colab.research.google.com/github/{REPO}/blob/main/labs/"),
+        (_install_from_elsewhere, "cell 1: installs dpdl from github.com/someone-else/dpdl, not from the public "
+                                  f"repository {REPO}"),
         (_without_guard, "cell 1: the install cell has no `if \"google.colab\" in sys.modules:` guard"),
         (_pip_outside_guard, "cell 1, line 5: `!pip install numpy` installs outside Colab too"),
         (_set_source("google.colab", 'import sys\nif "google.colab" in sys.modules:\n    pass'),
@@ -182,9 +189,11 @@ def test_student_copy_passes_and_is_flagged_when_stale_edited_or_orphaned(lab):
 
     write_student_copy(lab)
     _edit(student, _untagged_raise)
-    assert any("lacks the `raises-exception` cell tag" in problem for problem in check_notebook(student))
+    problems = check_notebook(student)
+    assert any("lacks the `raises-exception` cell tag" in problem for problem in problems)
+    assert any(problem.startswith("edited by a person since it was built") for problem in problems)
 
-    write_student_copy(lab)
+    write_student_copy(lab, force=True)
     _edit(student, _set_source("YOUR CODE HERE", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION"))
     assert any("markers left in a student copy" in problem for problem in check_notebook(student))
 

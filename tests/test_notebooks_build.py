@@ -4,6 +4,7 @@ badge opening the copy, ids and grader metadata untouched, deterministic bytes, 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from dpdl.notebooks import (
     discover_notebooks,
     find_repo_root,
     install_cell,
+    install_source,
     notebook_bytes,
+    public_repo,
     read_notebook,
     repo_path,
     student_path,
@@ -31,8 +34,11 @@ from dpdl.notebooks import cli as notebooks_cli
 from dpdl.notebooks.build import (
     ANSWER_PLACEHOLDER,
     STUB_COMMENT,
+    STUB_MESSAGE,
+    EditedCopyError,
     MarkerError,
     build_student_copy,
+    is_edited,
     orphaned_student_copies,
     stale_student_copies,
     stub_source,
@@ -92,15 +98,41 @@ def demo(repo: Path) -> Path:
     return _save(_demo_notebook(repo), repo / RELATIVE)
 
 
-def test_solution_block_becomes_stub_at_its_indentation_with_the_hint_as_message():
+def test_solution_block_becomes_stub_at_its_indentation_naming_its_function_and_hint():
     source = (
         "def f(x):\n    ### BEGIN SOLUTION hint: use torch.exp\n    y = torch.exp(x)\n    return y\n"
         "    ### END SOLUTION\n\n### BEGIN SOLUTION\nz = f(1)\n### END SOLUTION\nprint(z)"
     )
     assert stub_source(source, "code") == (
-        "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError(\"Hint: use torch.exp\")\n\n"
-        "# YOUR CODE HERE\nraise NotImplementedError(\"replace this line with your code\")\nprint(z)"
+        "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError(\"f: write the body of f() (hint: use torch.exp)\")"
+        f"\n\n# YOUR CODE HERE\nraise NotImplementedError(\"{STUB_MESSAGE}\")\nprint(z)"
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "cell_id", "message"),
+    [
+        ('def truncated_svd(A, k):\n    """Return the best rank-k approximation of A.\n\n    More text."""\n'
+         "    ### BEGIN SOLUTION\n    U, S, Vh = torch.linalg.svd(A)\n    ### END SOLUTION",
+         "ex1-svd", "truncated_svd: Return the best rank-k approximation of A"),
+        ('class Net:\n    def forward(self, X):\n        """X (B, D) -> logits (B, C), from the\n        hidden layer.\n'
+         '        Second sentence."""\n        ### BEGIN SOLUTION hint: use self.fc\n        return X\n'
+         "        ### END SOLUTION",
+         None, "Net.forward: X (B, D) -> logits (B, C), from the hidden layer (hint: use self.fc)"),
+        ("def f(x):\n    ### BEGIN SOLUTION\n    \"\"\"A docstring inside the solution is never used.\"\"\"\n"
+         "    return x\n    ### END SOLUTION", None, "f: write the body of f()"),
+        ("### BEGIN SOLUTION hint: loop over epochs\nx = 1\n### END SOLUTION", "ex-train", "Hint: loop over epochs"),
+        ("results = []  # one accuracy per seed\n### BEGIN SOLUTION\nresults.append(1)\n### END SOLUTION",
+         "ex-runs", "ex-runs: fill `results`: one accuracy per seed"),
+        ("# the least-squares weights,\n# shape (11,)\n### BEGIN SOLUTION\nw = 1\n### END SOLUTION", None,
+         "the least-squares weights, shape (11,)"),
+        ("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION", "ex-step", f"ex-step: {STUB_MESSAGE}"),
+    ],
+)
+def test_stub_message_names_the_task_from_the_function_hint_comment_or_cell_id(source, cell_id, message):
+    stub = stub_source(source, "code", cell_id=cell_id)
+    assert f"raise NotImplementedError({json.dumps(message, ensure_ascii=False)})" in stub
+    assert "return X" not in stub and "svd(A)" not in stub and "inside the solution" not in stub
 
 
 @pytest.mark.parametrize("hint", ['say "hi"', "a\\b", "ünïcode ∂x", "it's"])
@@ -111,8 +143,11 @@ def test_stub_with_any_hint_is_python_that_raises_the_hint(hint):
     assert str(raised.value) == f"Hint: {hint}"
 
 
+# Plain lines never define a function, start a comment or assign with a comment: the stubs then say the
+# hint or the generic message (the named-task messages are tested above).
 _plain_line = st.text(alphabet="abcxyz =+()1:#'\"", max_size=20).filter(
-    lambda line: "SOLUTION" not in line and "ANSWER" not in line)
+    lambda line: "SOLUTION" not in line and "ANSWER" not in line and not line.lstrip().startswith("#")
+    and not ("=" in line and "#" in line))
 _block = st.tuples(st.sampled_from(["", "    ", "        ", "\t"]),
                    st.lists(st.text(alphabet="abc =1", min_size=1, max_size=10), max_size=4),
                    st.one_of(st.none(), st.text(alphabet="abc use.", min_size=1, max_size=12).map(str.strip)))
@@ -130,7 +165,7 @@ def test_stubbing_keeps_every_line_outside_blocks_and_drops_every_line_inside(se
         indent, body, hint = segment
         begin = f"{indent}### BEGIN SOLUTION" + (f" hint: {hint}" if hint else "")
         source_lines += [begin] + [f"{indent}SECRET {line}" for line in body] + [f"{indent}### END SOLUTION"]
-        message = f"Hint: {hint}" if hint else "replace this line with your code"
+        message = f"Hint: {hint}" if hint else STUB_MESSAGE
         expected_lines += [f"{indent}{STUB_COMMENT}", f'{indent}raise NotImplementedError("{message}")']
     stubbed = stub_source("\n".join(source_lines), "code")
     assert stubbed == "\n".join(expected_lines)
@@ -194,7 +229,7 @@ def test_changed_cells_lose_outputs_and_others_keep_them(demo):
     student = build_student_copy(demo)
     solution, reference, answer = student.cells[2], student.cells[3], student.cells[4]
     assert "torch.log1p(torch.exp" not in solution.source
-    assert 'raise NotImplementedError("Hint: use torch.log1p")' in solution.source
+    assert 'raise NotImplementedError("softplus: write the body of softplus() (hint: use torch.log1p)")' in solution.source
     assert solution.outputs == [] and solution.execution_count is None
     assert reference.outputs == source.cells[3].outputs and reference.execution_count == 3
     assert student.cells[1] == source.cells[1]
@@ -229,7 +264,8 @@ def test_cell_ids_and_metadata_are_preserved(demo):
     assert [cell.id for cell in student.cells] == [cell.id for cell in source.cells]
     assert [cell.metadata for cell in student.cells] == [cell.metadata for cell in source.cells]
     assert student.cells[2].metadata["dpdl"] == {"id": "softplus", "role": "answer", "points": 3}
-    assert student.metadata == source.metadata
+    assert {key: value for key, value in student.metadata.items() if key != "dpdl_build"} == source.metadata
+    assert len(student.metadata["dpdl_build"]["sha256"]) == 64  # what the build wrote, to spot later edits
 
 
 def test_building_twice_gives_identical_bytes_and_the_second_write_touches_nothing(demo):
@@ -281,15 +317,53 @@ def test_build_command_writes_every_copy_and_check_fails_once_one_is_stale(demo,
     assert student_path(demo).is_file() and student_path(exercise).is_file()
     assert discover_notebooks(students=True) == [student_path(exercise), student_path(demo)]
     assert _cli("notebooks", "build", "--check") == 0
-    student = nbformat.read(student_path(exercise), as_version=4)
-    student.cells[2].source = "def softplus(x):\n    return 0"  # a hand edit of a generated file
-    nbformat.write(student, student_path(exercise))
+    nb = nbformat.read(exercise, as_version=4)
+    nb.cells[3].source = "print(round(2 ** 0.5, 4))"  # the instructor changes the source
+    nbformat.write(nb, exercise)
     capsys.readouterr()
     assert _cli("notebooks", "build", "--check") == 1
     out = capsys.readouterr().out
     assert "exercises/lab1/student/lab1_exercise.ipynb: stale" in out and "labs/lab1/student" not in out
-    assert _cli("notebooks", "build", str(exercise)) == 0
+    assert _cli("notebooks", "build", str(exercise)) == 0  # stale, not edited: rebuilt
     assert _cli("notebooks", "build", "--check", str(exercise)) == 0
+
+
+def _student_edits(path: Path) -> bytes:
+    """A student fills in the stub of the copy at ``path``, as Jupyter would save it; returns the bytes."""
+    student = nbformat.read(path, as_version=4)
+    student.cells[2].source = "def softplus(x):\n    return torch.log1p(torch.exp(x))  # my work"
+    nbformat.write(student, path)
+    return path.read_bytes()
+
+
+def test_build_never_overwrites_a_copy_a_person_edited_and_check_tells_edited_from_stale(demo, repo, monkeypatch,
+                                                                                         capsys):
+    target = write_student_copy(demo)
+    assert not is_edited(target)
+    edited = _student_edits(target)
+    assert is_edited(target)
+    with pytest.raises(EditedCopyError, match="was edited since `dpdl notebooks build` wrote it") as refused:
+        write_student_copy(demo)
+    assert "--force" in str(refused.value) and "move it out of" in str(refused.value)
+    assert target.read_bytes() == edited
+    # The source changes too: still refused, and --check says "edited", not "stale".
+    nb = nbformat.read(demo, as_version=4)
+    nb.cells[3].source = "print(round(2 ** 0.5, 4))"
+    nbformat.write(nb, demo)
+    (problem,) = stale_student_copies([demo])
+    assert problem.startswith(f"{target}: edited by a person") and "--force" in problem
+    monkeypatch.chdir(repo)
+    assert _cli("notebooks", "build") == 1
+    assert "refused: " in capsys.readouterr().err and target.read_bytes() == edited
+    assert _cli("notebooks", "build", "--force") == 0
+    assert not is_edited(target) and stale_student_copies([demo]) == []
+    # A copy without the build's record (hand-made, or from an older dpdl) counts as edited.
+    nb = nbformat.read(target, as_version=4)
+    del nb.metadata["dpdl_build"]
+    nbformat.write(nb, target)
+    assert is_edited(target)
+    with pytest.raises(EditedCopyError):
+        write_student_copy(demo)
 
 
 def test_build_command_reports_marker_errors_and_exits_one(repo, capsys):
@@ -308,7 +382,7 @@ def test_fixture_lab_builds_a_student_copy_without_its_solutions(tmp_path):
     student = nbformat.reads(write_student_copy(source).read_text(), as_version=4)
     text = "\n".join(cell.source for cell in student.cells)
     assert "1 / (1 + torch.exp(-x))" not in text and "classes overlap" not in text
-    assert 'raise NotImplementedError("Hint: use torch.exp")' in text
+    assert 'raise NotImplementedError("sigmoid: The logistic function' in text and "(hint: use torch.exp)" in text
     assert any(output.get("data", {}).get("image/png") for cell in student.cells for output in cell.get("outputs", []))
     assert badge_markdown(student_path(source)) in student.cells[0].source
 
@@ -348,3 +422,30 @@ def test_discovery_skips_checkpoints_and_separates_student_copies(demo, repo):
     copy = write_student_copy(demo)
     assert discover_notebooks(repo) == [demo]
     assert discover_notebooks(repo, students=True) == [copy]
+
+
+def test_public_repo_is_read_from_the_one_setting_with_clear_errors(tmp_path):
+    assert REPO == public_repo(Path(__file__).resolve().parents[1])  # this checkout's setting
+    (tmp_path / "pyproject.toml").write_text('[tool.dpdl]\npublic-repo = "my-course/dl-labs"\n')
+    assert public_repo(tmp_path) == "my-course/dl-labs"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "dpdl"\n')
+    with pytest.raises(LookupError, match=r"\[tool.dpdl\] public-repo in .* is missing"):
+        public_repo(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.dpdl]\npublic-repo = "https://github.com/a/b"\n')
+    with pytest.raises(ValueError, match="must be a GitHub repository written OWNER/NAME"):
+        public_repo(tmp_path)
+    with pytest.raises(LookupError, match="no .*pyproject.toml"):
+        public_repo(tmp_path / "absent")
+
+
+def test_student_copy_badge_and_install_cell_point_at_the_given_repository_and_branch(demo):
+    student = build_student_copy(demo, repo="my-course/dl-labs", branch="2027")
+    assert ("https://colab.research.google.com/github/my-course/dl-labs/blob/2027/labs/lab1/student/lab1_demo.ipynb"
+            in student.cells[0].source)
+    assert student.cells[1].source == install_source("my-course/dl-labs", "2027")
+    assert '%pip install -q "dpdl @ git+https://github.com/my-course/dl-labs@2027"' in student.cells[1].source
+    assert REPO not in notebook_bytes(student).decode()
+    default = build_student_copy(demo)
+    assert default.cells[1].source == INSTALL_CELL == install_source(REPO)
+    with pytest.raises(ValueError, match="OWNER/NAME"):
+        build_student_copy(demo, repo="not a repository")

@@ -11,6 +11,7 @@ imported inside the functions that need them: ``import dpdl`` never needs them.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
 __all__ = [
     "REPO",
     "BRANCH",
+    "PUBLIC_REPO_SETTING",
     "INSTALL_CELL",
+    "INSTALL_URL_RE",
+    "public_repo",
+    "check_repo_name",
+    "install_source",
     "NOTEBOOK_FOLDERS",
     "STUDENT_FOLDER",
     "colab_url",
@@ -38,9 +44,10 @@ __all__ = [
     "write_notebook",
 ]
 
-# The GitHub repository (org/name) and branch that Colab badges open: the single place to change them.
-REPO = "dpdl-course/dpdl"
+# The branch that Colab badges open and install cells install from, unless told otherwise.
 BRANCH = "main"
+# Where the public student repository is named: the one place an instructor who forks the course edits.
+PUBLIC_REPO_SETTING = "public-repo"  # in pyproject.toml, under [tool.dpdl]
 
 # Folders (relative to the repository root) that hold instructor sources; student copies go into a
 # ``student/`` folder beside each source.
@@ -49,28 +56,102 @@ STUDENT_FOLDER = "student"
 
 COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
-# The second cell of every notebook. It is a no-op outside Colab, where students follow the README.
-INSTALL_CELL = """\
-# Colab only: install dpdl (elsewhere follow the README's set-up).
-import sys
-if "google.colab" in sys.modules:
-    %pip install -q "dpdl @ git+https://github.com/dpdl-course/dpdl\""""
-
 _ROOT_MARKERS = ("pyproject.toml", ".git")
+_REPO_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+# The pip line of an install cell and the GitHub repository (and branch) it installs from.
+INSTALL_URL_RE = re.compile(r"git\+https://github\.com/(?P<repo>[^\s\"'@]+?)(?:\.git)?(?:@(?P<branch>[^\s\"']+))?(?=[\s\"']|$)")
 
 
-def colab_url(path: str | os.PathLike, *, root: str | os.PathLike | None = None, repo: str = REPO) -> str:
-    """The URL that opens ``path`` (a notebook in this repository) on Colab, from GitHub's ``main``."""
-    return f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/{repo_path(path, root=root)}"
+def public_repo(root: str | os.PathLike | None = None) -> str:
+    """The public student repository, ``OWNER/NAME``, that Colab badges open and install cells install
+    from: ``[tool.dpdl] public-repo`` in ``root``'s ``pyproject.toml``.
+
+    ``root`` defaults to the checkout this ``dpdl`` is imported from (the instructor's source, or a
+    student release, which carries the same setting). Raises ``LookupError`` when there is no such
+    setting (e.g. ``dpdl`` installed from a wheel) and ``ValueError`` when it is not ``OWNER/NAME``.
+    """
+    pyproject = Path(root if root is not None else _PACKAGE_CHECKOUT) / "pyproject.toml"
+    where = f"[tool.dpdl] {PUBLIC_REPO_SETTING} in {pyproject}"
+    try:
+        settings = _toml_load(pyproject.read_bytes())
+    except FileNotFoundError:
+        raise LookupError(f"no {pyproject}, so no {PUBLIC_REPO_SETTING} setting; run this in a checkout of the "
+                          "course repository, or pass the repository (OWNER/NAME) explicitly") from None
+    value = settings.get("tool", {}).get("dpdl", {}).get(PUBLIC_REPO_SETTING)
+    if value is None:
+        raise LookupError(f"{where} is missing; add `{PUBLIC_REPO_SETTING} = \"OWNER/NAME\"` (the public "
+                          "student repository on GitHub)")
+    return check_repo_name(value, where=where)
 
 
-def badge_markdown(path: str | os.PathLike, *, root: str | os.PathLike | None = None, repo: str = REPO) -> str:
+def check_repo_name(repo: object, *, where: str = "the repository") -> str:
+    """``repo`` if it is a GitHub ``OWNER/NAME``; otherwise a ``ValueError`` saying what is wrong."""
+    if not isinstance(repo, str) or not _REPO_NAME_RE.match(repo) or repo.endswith((".git", ".")):
+        raise ValueError(f"{where} must be a GitHub repository written OWNER/NAME (e.g. my-course/dpdl); "
+                         f"got {repo!r}")
+    return repo
+
+
+def install_source(repo: str | None = None, branch: str = BRANCH) -> str:
+    """The second cell of every notebook: installs dpdl from ``repo`` (default :data:`REPO`) on Colab
+    only, from ``branch`` when it is not :data:`BRANCH`. A no-op elsewhere, where students follow the
+    README."""
+    url = f"git+https://github.com/{_repo_or_setting(repo)}" + (f"@{branch}" if branch != BRANCH else "")
+    return ("# Colab only: install dpdl (elsewhere follow the README's set-up).\n"
+            "import sys\n"
+            'if "google.colab" in sys.modules:\n'
+            f'    %pip install -q "dpdl @ {url}"')
+
+
+def _repo_or_setting(repo: str | None) -> str:
+    if repo is not None:
+        return check_repo_name(repo, where="repo")
+    if REPO is None:
+        return public_repo()  # raises, saying why there is no setting
+    return REPO
+
+
+def _toml_load(data: bytes) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(data.decode("utf-8"))
+
+
+def _package_repo() -> str | None:
+    try:
+        return public_repo()
+    except LookupError:
+        return None
+
+
+_PACKAGE_CHECKOUT = Path(__file__).resolve().parents[2]
+# The GitHub repository (OWNER/NAME) of the student release, read once from pyproject.toml; None when
+# dpdl runs without its checkout (installed from a wheel), where the functions below need ``repo=``.
+REPO: str | None = _package_repo()
+# The second cell of every notebook, as it installs from :data:`REPO`.
+INSTALL_CELL: str | None = install_source() if REPO is not None else None
+
+
+def colab_url(
+    path: str | os.PathLike, *, root: str | os.PathLike | None = None, repo: str | None = None, branch: str = BRANCH
+) -> str:
+    """The URL that opens ``path`` (a notebook in this repository) on Colab, from ``repo`` (default
+    :data:`REPO`, the public student repository) on GitHub, branch ``branch``."""
+    return (f"https://colab.research.google.com/github/{_repo_or_setting(repo)}/blob/{branch}/"
+            f"{repo_path(path, root=root)}")
+
+
+def badge_markdown(
+    path: str | os.PathLike, *, root: str | os.PathLike | None = None, repo: str | None = None, branch: str = BRANCH
+) -> str:
     """The *Open in Colab* badge (markdown) for the notebook at ``path``, as the title cell shows it.
 
     ``path`` need not exist yet. A relative path is taken from the working directory (so inside a
     notebook ``badge_markdown("lab1_tensors.ipynb")`` works), or from ``root`` when it is given.
     """
-    return f"[![Open In Colab]({COLAB_BADGE_IMAGE})]({colab_url(path, root=root, repo=repo)})"
+    return f"[![Open In Colab]({COLAB_BADGE_IMAGE})]({colab_url(path, root=root, repo=repo, branch=branch)})"
 
 
 def title_cell(
@@ -88,11 +169,11 @@ def title_cell(
     return nbformat.v4.new_markdown_cell(source)
 
 
-def install_cell() -> NotebookNode:
-    """The second cell of a notebook: :data:`INSTALL_CELL` as a code cell."""
+def install_cell(repo: str | None = None) -> NotebookNode:
+    """The second cell of a notebook: :func:`install_source` as a code cell."""
     import nbformat
 
-    return nbformat.v4.new_code_cell(INSTALL_CELL)
+    return nbformat.v4.new_code_cell(install_source(repo))
 
 
 def find_repo_root(start: str | os.PathLike | None = None) -> Path:

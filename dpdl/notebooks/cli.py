@@ -36,11 +36,14 @@ def register(subparsers) -> None:
     build = commands.add_parser(
         "build", help="generate the student copies (student/<name> beside each source)",
         description="Generate student copies: solutions replaced by stubs. Without PATHS, every notebook "
-                    "under labs/ and exercises/ (student/ folders excluded).",
+                    "under labs/ and exercises/ (student/ folders excluded). A copy a person has edited "
+                    "is never overwritten without --force.",
     )
     build.add_argument("paths", nargs="*", metavar="PATH", help="instructor notebooks (default: all)")
     build.add_argument("--check", action="store_true",
-                       help="write nothing; exit 1 listing student copies that are missing or stale (CI)")
+                       help="write nothing; exit 1 listing student copies that are missing, stale or edited (CI)")
+    build.add_argument("--force", action="store_true",
+                       help="overwrite student copies even where a person has edited them (their edits are lost)")
     build.set_defaults(func=_build)
 
     check = commands.add_parser(
@@ -77,6 +80,7 @@ def _build(args: argparse.Namespace) -> int:
     try:
         from dpdl.notebooks import discover_notebooks, find_repo_root
         from dpdl.notebooks.build import (
+            EditedCopyError,
             MarkerError,
             orphaned_student_copies,
             stale_student_copies,
@@ -97,14 +101,19 @@ def _build(args: argparse.Namespace) -> int:
                 print(problem)
             print(f"{len(sources)} student copies checked, {len(problems)} problems")
             return 1 if problems else 0
+        refused = 0
         for source in sources:
-            print(f"{source} -> {write_student_copy(source)}")
-    except (MarkerError, FileNotFoundError, ValueError) as err:
+            try:
+                print(f"{source} -> {write_student_copy(source, force=args.force)}")
+            except EditedCopyError as err:  # the others are still built
+                print(f"refused: {err}", file=sys.stderr)
+                refused += 1
+    except (MarkerError, FileNotFoundError, ValueError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if not sources:
         print("no notebooks found under labs/ or exercises/")
-    return 0
+    return 1 if refused else 0
 
 
 def _check(args: argparse.Namespace) -> int:

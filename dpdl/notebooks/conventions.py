@@ -15,8 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from dpdl.grading.cells import ReferenceNotebookError, validate_reference
-from dpdl.notebooks import colab_url, find_repo_root, is_student_copy, notebook_bytes, read_notebook, repo_path
-from dpdl.notebooks.build import MarkerError, build_student_copy, find_blocks
+from dpdl.notebooks import (
+    INSTALL_URL_RE,
+    PUBLIC_REPO_SETTING,
+    REPO,
+    colab_url,
+    find_repo_root,
+    is_student_copy,
+    notebook_bytes,
+    read_notebook,
+    repo_path,
+)
+from dpdl.notebooks.build import MarkerError, build_student_copy, find_blocks, is_edited
 from dpdl.notebooks.run import (
     KERNEL_NAME,
     PERSONAL_CELL_METADATA,
@@ -76,7 +86,7 @@ def _title_badge(nb, context) -> Iterator[str]:
 
 
 def _install_cell(nb, context) -> Iterator[str]:
-    fix = "use dpdl.notebooks.INSTALL_CELL (a `%pip install` under `if \"google.colab\" in sys.modules:`)"
+    fix = "use dpdl.notebooks.install_source() (a `%pip install` under `if \"google.colab\" in sys.modules:`)"
     if len(nb.cells) < 2 or nb.cells[1].cell_type != "code":
         yield f"cell 1: the second cell must be the Colab install cell; {fix}"
         return
@@ -105,6 +115,11 @@ def _install_cell(nb, context) -> Iterator[str]:
         yield "cell 1: a pip install comes before the Colab guard, so it runs everywhere; move it under the guard"
     if not installs:
         yield f"cell 1: the Colab guard installs nothing; {fix}"
+    for match in INSTALL_URL_RE.finditer(nb.cells[1].source):
+        if match.group("repo") != REPO:
+            yield (f"cell 1: installs dpdl from github.com/{match.group('repo')}, not from the public repository "
+                   f"{REPO} ([tool.dpdl] {PUBLIC_REPO_SETTING} in pyproject.toml); use "
+                   "dpdl.notebooks.install_source()")
 
 
 def _execution_order(nb, context) -> Iterator[str]:
@@ -245,7 +260,12 @@ def _student_copy_current(nb, context) -> Iterator[str]:
     except MarkerError as err:
         yield f"its source cannot be built: {err}"
         return
-    if context.path.read_bytes() != expected:
+    if context.path.read_bytes() == expected:
+        return
+    if is_edited(context.path):
+        yield (f"edited by a person since it was built from {source}; move the work elsewhere, then "
+               f"`dpdl notebooks build {source}` (or discard it with `--force`)")
+    else:
         yield f"stale: differs from a fresh build of {source}; regenerate it with `dpdl notebooks build {source}`"
 
 
