@@ -26,7 +26,7 @@ def _main(argv):
     return args.func(args)
 
 
-def test_grading_a_batch_writes_marks_and_feedback_and_exits_zero(tmp_path, capsys):
+def test_grading_a_batch_writes_marks_and_feedback_and_asks_to_rerun_errors(tmp_path, capsys):
     alice = tmp_path / "alice" / "lab1_exercise.ipynb"
     bob = tmp_path / "bob" / "lab1_exercise.ipynb"
     alice.parent.mkdir()
@@ -43,9 +43,9 @@ def test_grading_a_batch_writes_marks_and_feedback_and_exits_zero(tmp_path, caps
         ["grade", "--reference", str(REFERENCE), "--out", str(out), "--workers", "2", "--cell-timeout", "20",
          str(alice), str(bob), str(killer), str(FIXTURES / "empty.ipynb")]
     )  # fmt: skip
-    assert code == 0, "students failing checks is not a failure of the command"
+    assert code == 3, "a row with status error asks for a re-run; failing checks alone would exit 0"
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert list(rows[0]) == ["submission", "total", "max", "status", "reason", "check_mse", "check_softmax", "check_step"]
+    assert list(rows[0]) == ["submission", "total", "max", "status", "reason", "review", "check_mse", "check_softmax", "check_step"]
     assert [(row["submission"], row["total"], row["status"]) for row in rows] == [
         (str(alice), "2", "graded"),
         (str(bob), "0", "graded"),
@@ -64,11 +64,12 @@ def test_grading_a_batch_writes_marks_and_feedback_and_exits_zero(tmp_path, caps
     assert ("| `check_softmax` | 0 / 3 | failed: NotImplementedError: softmax: Softmax over the last axis, stable "
             "for large logits |") in alice_feedback
     written = (feedback / "written_answers.md").read_text(encoding="utf-8")
-    assert f"### {alice}\n\n> Overflow | of exp." in written
+    assert f"### {alice}\n\n```text\nOverflow | of exp.\n```" in written
     assert f"### {bob}\n\n_(no answer)_" in written
     printed = capsys.readouterr()
     assert "empty.ipynb: 0/6 invalid (the file is empty)" in printed.out and f"wrote {out}" in printed.out
-    assert f"1 submission(s) could not be run (status error); re-run them: {killer}" in printed.err
+    assert f"1 submission(s) could not be run (status error); run the same command with --resume" in printed.err
+    assert printed.err.rstrip().endswith(str(killer))
 
 
 def test_without_nbval_grading_stops_before_the_batch(monkeypatch, capsys, tmp_path):
@@ -121,11 +122,17 @@ def test_bad_options_are_usage_errors(options, expected, capsys, tmp_path):
     assert expected in capsys.readouterr().err
 
 
-def test_submissions_are_required(capsys, tmp_path):
-    with pytest.raises(SystemExit) as info:
-        _main(["grade", "--reference", str(REFERENCE), "--out", str(tmp_path / "m.csv")])
-    assert info.value.code == 2
-    assert "SUBMISSION.ipynb" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv, missing",
+    [
+        (["--reference", str(REFERENCE), "--out", "m.csv"], "SUBMISSION.ipynb"),
+        (["--out", "m.csv", "x.ipynb"], "--reference"),
+        (["x.ipynb"], "--reference, --out"),
+    ],
+)
+def test_reference_out_and_submissions_are_required(argv, missing, capsys):
+    assert _main(["grade", *argv]) == 2
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
 
 
 def test_grade_refuses_zero_workers():
@@ -153,9 +160,9 @@ def test_marks_csv_has_a_column_per_check_and_rows_in_order(tmp_path):
     path = write_marks_csv([_result(), _result("timeout", (False, False), "too slow")], tmp_path / "m.csv")
     rows = list(csv.reader(path.open(encoding="utf-8")))
     assert rows == [
-        ["submission", "total", "max", "status", "reason", "a", "b"],
-        ["s.ipynb", "2", "5", "graded", "", "2", "0"],
-        ["s.ipynb", "0", "5", "timeout", "too slow", "0", "0"],
+        ["submission", "total", "max", "status", "reason", "review", "a", "b"],
+        ["s.ipynb", "2", "5", "graded", "", "unsandboxed", "2", "0"],
+        ["s.ipynb", "0", "5", "timeout", "too slow", "unsandboxed", "0", "0"],
     ]
 
 

@@ -12,8 +12,11 @@ writing files) is not stopped: grade untrusted work in a container or a throwawa
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -81,13 +84,13 @@ def grade_submission(
     """
     checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in check_cells(reference).items()]
     try:
-        submission = read_submission(_read_once(Path(path)), reference)
-    except (SubmissionError, OSError) as err:
-        reason = str(err) if isinstance(err, SubmissionError) else f"cannot read the file: {err.strerror or err}"
+        submission = read_submission(submission_bytes(path), reference)
+        merged = merge(reference, submission.answers)
+    except Exception as err:  # whatever a file does to the reader, it gets a row and the batch goes on
+        reason = _unreadable_reason(err)
         for check in checks:
             check.message = "not graded: the submission could not be read"
         return GradeResult(str(path), "invalid", reason, checks)
-    merged = merge(reference, submission.answers)
     try:
         run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
     except Exception as err:  # the grader's own trouble (a full disk, say) must not stop the batch
@@ -123,8 +126,12 @@ def grade(
     """Grade every submission (``workers`` at a time, each in its own kernel); results in the input order.
 
     ``reference`` is a path or an already loaded notebook; ``on_result`` is called as each one finishes
-    (from a worker thread), for progress output. With several workers the CPU cores are shared out: each
-    kernel gets ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` says otherwise.
+    (from a worker thread, one call at a time per worker), to write it out at once (`dpdl grade`). Each
+    result carries the sha256 of the submission's bytes. No submission stops the batch: whatever it raises
+    gives its own row (``invalid`` for a file that cannot be read, ``error`` for a run that broke down). On
+    an interrupt (Ctrl-C, or SIGTERM turned into one by the caller) the running notebooks are killed and no
+    further ``on_result`` call is made. With several workers the CPU cores are shared out: each kernel gets
+    ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` says otherwise.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
@@ -140,17 +147,52 @@ def grade(
         reference = load_reference(reference)
 
     threads = threads_per_kernel(workers)
+    stopping = threading.Event()
 
     def one(path: str | os.PathLike) -> GradeResult:
-        result = grade_submission(path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
-        if on_result is not None:
+        if stopping.is_set():
+            return GradeResult(str(path), "error", "not graded: the batch was interrupted")
+        sha256 = submission_sha256(path)
+        try:
+            result = grade_submission(path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
+        except Exception as err:  # a bug of the grader's own, met on this submission only: the batch goes on
+            checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in check_cells(reference).items()]
+            reason = f"the grader failed: {type(err).__name__}: {str(err)[:300]}"
+            result = GradeResult(str(path), "error", reason, checks)
+        result.submission_sha256 = sha256
+        if on_result is not None and not stopping.is_set():
             on_result(result)
         return result
 
     if workers == 1:
-        return [one(path) for path in submissions]
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # the work happens in subprocesses
-        return list(pool.map(one, submissions))
+        return [one(path) for path in submissions]  # an interrupt reaches run_nbval, which ends its processes
+    pool = ThreadPoolExecutor(max_workers=workers)  # the work happens in subprocesses
+    futures = [pool.submit(one, path) for path in submissions]
+    try:
+        results = [future.result() for future in futures]
+    except BaseException:
+        stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _end_grading_processes()
+        raise
+    pool.shutdown()
+    return results
+
+
+def _end_grading_processes() -> None:
+    """Kill this process's grading subprocesses (those that carry the runner's run token) and their children."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    from dpdl.grading.runner import RUN_TOKEN_ENV
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if RUN_TOKEN_ENV in child.environ():
+                child.kill()
+        except psutil.Error:
+            continue
 
 
 def threads_per_kernel(workers: int) -> int | None:
@@ -160,13 +202,68 @@ def threads_per_kernel(workers: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _read_once(path: Path) -> bytes:
-    """The file's bytes, read a single time (the file is opened read-only and never touched again)."""
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if size > MAX_SUBMISSION_BYTES:
-            raise SubmissionError(
-                f"the file is {size / 2**20:.0f} MB, over the {MAX_SUBMISSION_BYTES // 2**20} MB limit; "
-                f"clear the outputs (Edit > Clear All Outputs) and submit again"
-            )
-        return file.read()
+def submission_bytes(path: str | os.PathLike) -> bytes:
+    """A submitted file's bytes, read once, defensively; raises :class:`SubmissionError` saying why not.
+
+    Only a regular file is read: a symbolic link (to the reference, to ``/etc/passwd``), a named pipe (which
+    would block the batch), a device or a directory is refused before it is opened. The file is opened
+    without following links and without blocking, checked again on the open descriptor (it cannot be swapped
+    in between), and at most the size limit plus one byte is read, whatever size it claims. It is never
+    written. ``OSError`` (no such file, no permission) is passed on.
+    """
+    path = os.fspath(path)
+    before = os.lstat(path)
+    kind = _not_regular(before.st_mode)
+    if kind:
+        raise SubmissionError(f"not a notebook: the submission is {kind}; submit the .ipynb file itself")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb", buffering=0) as file:
+        opened = os.fstat(descriptor)
+        if _not_regular(opened.st_mode) or (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise SubmissionError("the submission was replaced while it was being read; submit it again")
+        chunks, left = [], MAX_SUBMISSION_BYTES + 1
+        while left > 0:
+            chunk = file.read(min(left, 2**20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    data = b"".join(chunks)
+    if len(data) > MAX_SUBMISSION_BYTES:
+        raise SubmissionError(
+            f"the file is over the {MAX_SUBMISSION_BYTES // 2**20} MB limit; "
+            f"clear the outputs (Edit > Clear All Outputs) and submit again"
+        )
+    return data
+
+
+def submission_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of what :func:`submission_bytes` reads, or ``""`` for a file it refuses or cannot read."""
+    try:
+        return hashlib.sha256(submission_bytes(path)).hexdigest()
+    except (SubmissionError, OSError):
+        return ""
+
+
+def _unreadable_reason(err: Exception) -> str:
+    """The ``invalid`` row's reason for a submission that reading or parsing raised ``err`` on."""
+    if isinstance(err, SubmissionError):
+        return str(err)
+    if isinstance(err, OSError):
+        return f"cannot read the file: {err.strerror or err}"
+    return f"the notebook could not be read ({type(err).__name__}: {str(err)[:200]})"
+
+
+def _not_regular(mode: int) -> str:
+    """What a file of ``mode`` is when it is not a regular file (``''`` for a regular file)."""
+    kinds = [
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    if stat.S_ISREG(mode):
+        return ""
+    return next((name for test, name in kinds if test(mode)), "not a regular file")

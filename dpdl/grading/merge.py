@@ -89,11 +89,39 @@ def parse_notebook(data: bytes) -> dict[str, Any]:
             f"the notebook is damaged: invalid JSON at line {err.lineno} column {err.colno} ({err.msg}); "
             f"download it again from Jupyter (File > Download)"
         ) from None
+    except RecursionError:  # Python's JSON parser recurses once per nested [ or {
+        raise SubmissionError("not a notebook: the JSON is nested too deeply for a notebook") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts (sys.int_info)
+        raise SubmissionError(f"not a notebook: the JSON holds a value no notebook has ({_short(str(err))})") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise SubmissionError("not a notebook: JSON without a list of 'cells'")
     if nb.get("nbformat") != 4:
-        raise SubmissionError(f"nbformat {nb.get('nbformat')!r} notebook; only nbformat 4 (Jupyter 4 or later) is graded")
+        raise SubmissionError(f"nbformat {_short(repr(nb.get('nbformat')))} notebook; only nbformat 4 (Jupyter 4 or later) is graded")
+    for index, cell in enumerate(nb["cells"]):
+        problem = _cell_shape_problem(cell)
+        if problem:
+            raise SubmissionError(
+                f"the notebook is damaged: cell {index} {problem}; open it in Jupyter, save it and submit again"
+            )
     return nb
+
+
+def _cell_shape_problem(cell: Any) -> str:
+    """What keeps ``cell`` from being read as a notebook cell (the parts grading reads), or ''."""
+    if not isinstance(cell, dict):
+        return f"is a JSON {type(cell).__name__}, not an object"
+    if not isinstance(cell.get("cell_type"), str):
+        return "has no cell_type"
+    if not isinstance(cell.get("metadata", {}), dict):
+        return "has metadata that is not an object"
+    source = cell.get("source", "")
+    if not isinstance(source, str) and not (isinstance(source, list) and all(isinstance(line, str) for line in source)):
+        return "has a source that is neither text nor a list of lines"
+    return ""
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_submission(data: bytes, reference: Mapping[str, Any]) -> Submission:
@@ -112,9 +140,7 @@ def read_submission(data: bytes, reference: Mapping[str, Any]) -> Submission:
     notes: list[str] = []
     wrong_type: list[str] = []
     other_code = 0
-    for cell in nb["cells"]:
-        if not isinstance(cell, dict):
-            continue
+    for cell in nb["cells"]:  # each a dict with text source and dict metadata (`parse_notebook`)
         id_, source, kind = cell_id(cell), cell_source(cell), cell.get("cell_type")
         if id_ in answer_ids:
             if kind == "code":

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["CellOutcome", "NbvalRun", "run_nbval", "retry_kernel_starts", "RUN_TOKEN_ENV", "KERNEL_START_ATTEMPTS"]
+__all__ = [
+    "CellOutcome",
+    "NbvalRun",
+    "run_nbval",
+    "retry_kernel_starts",
+    "notice_dead_kernels",
+    "RUN_TOKEN_ENV",
+    "KERNEL_START_ATTEMPTS",
+]
 
 # Every process of a grading run inherits this variable, so that strays can be found and ended.
 RUN_TOKEN_ENV = "DPDL_GRADE_RUN"
@@ -31,6 +39,9 @@ RUN_TOKEN_ENV = "DPDL_GRADE_RUN"
 KERNEL_START_ATTEMPTS = 3
 # jupyter_client's words for a kernel that died, or never answered, before its first cell.
 _KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+# How often a cell's wait checks that its kernel is still alive (see `notice_dead_kernels`).
+KERNEL_POLL_SECONDS = 0.5
+_KERNEL_DIED = "Kernel died while running the cell"
 MESSAGE_CHARS = 500  # the longest failure message kept per cell
 _RESULTS_BYTES = 8 * 2**20  # at most this much of the recorder's file is read back
 _LOG_TAIL_BYTES = 4000
@@ -264,10 +275,49 @@ def retry_kernel_starts(attempts: int = KERNEL_START_ATTEMPTS) -> bool:
     return True
 
 
+def notice_dead_kernels(poll: float = KERNEL_POLL_SECONDS) -> bool:
+    """Fail a cell as soon as its kernel dies (a crash, ``os._exit``, the out-of-memory killer).
+
+    nbval waits for a cell's reply for the whole cell timeout, even when the kernel is already dead: two
+    minutes lost per crash at the default. This patches ``nbval.kernel.RunningKernel.await_reply`` in this
+    process to wait in ``poll``-second slices and to raise at once once the kernel process has exited;
+    nbval then fails the cell, and the cells after it with "Kernel dead". Returns False where nbval
+    is missing or no longer has that method.
+    """
+    from queue import Empty
+
+    try:
+        from nbval.kernel import RunningKernel
+    except ImportError:
+        return False
+    original = getattr(RunningKernel, "await_reply", None)
+    if original is None:
+        return False
+    original = getattr(original, "__wrapped__", original)
+
+    def await_reply(self: Any, msg_id: str, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = poll if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return original(self, msg_id, timeout=min(poll, left))
+            except Empty:
+                if not self.is_alive():
+                    raise RuntimeError(_KERNEL_DIED) from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    await_reply.__wrapped__ = original  # type: ignore[attr-defined]
+    await_reply.__doc__ = original.__doc__
+    RunningKernel.await_reply = await_reply
+    return True
+
+
 def _pytest_main(results_path: str, args: list[str]) -> int:
     import pytest
 
     retry_kernel_starts()
+    notice_dead_kernels()
 
     class CellRecorder:
         """Writes one JSON line per nbval test phase, as it happens, so a killed run keeps what was done."""
@@ -308,6 +358,8 @@ def _failure_message(item: Any, call: Any, report: Any) -> str:
                 f"{text.split('.')[0]}; the kernel could not be interrupted (it crashed, exited or is stuck in native code)"
             )
         return _truncate(f"{text} (--cell-timeout)")
+    if text == _KERNEL_DIED:
+        return "the kernel died while running this cell (a crash, exit(), os._exit() or out of memory)"
     if text.startswith("Kernel dead"):
         return "not run: the kernel had died in an earlier cell (a crash, exit() or a cell that could not be interrupted)"
     errors = [out for out in (getattr(item, "test_outputs", None) or []) if out.get("output_type") == "error"]
