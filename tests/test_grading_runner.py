@@ -234,6 +234,18 @@ def test_a_notebook_nbval_cannot_read_is_an_error_with_the_log():
     assert "nbval could not run the notebook (exit" in run.reason
 
 
+def test_a_kernel_that_dies_mid_cell_fails_that_cell_at_once_not_at_the_cell_timeout():
+    nb = new_notebook(cells=[
+        new_code_cell("x = 1"),
+        new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),  # as the out-of-memory killer does
+        new_code_cell("x"),
+    ])  # fmt: skip
+    run = run_nbval(nb, cell_timeout=600, timeout=120)  # waiting out the cell timeout would hit the run's limit
+    assert run.status == "completed", run.reason
+    assert run.cells[1].message.startswith("the kernel died while running this cell")
+    assert run.cells[2].message.startswith("not run: the kernel had died")
+
+
 def test_run_nbval_reports_each_code_cell_by_position():
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("assert x == 2, 'x is not 2'")])
     run = run_nbval(nb, cell_timeout=CELL_TIMEOUT)

@@ -137,7 +137,7 @@ def marks_csv_text(results: Sequence[GradeResult], check_ids: Sequence[str] = ()
     """
     ids = list(check_ids) or graded_check_ids(results)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer)  # RFC 4180 line ends: a bare CR or LF inside a cell gets quoted
     writer.writerow(FIXED_COLUMNS + ids)
     for result in results:
         points = {check.id: check.points for check in result.checks}
