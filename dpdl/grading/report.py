@@ -201,7 +201,7 @@ def written_answers_markdown(results: Sequence[GradeResult], written_ids: Sequen
 def feedback_names(submissions: Sequence[str]) -> list[str]:
     """Distinct feedback file names, as short as possible: ``lab1.md``, or ``alice__lab1.md`` and
     ``bob__lab1.md`` when two submissions share a file name."""
-    parts = [Path(os.path.abspath(submission)).with_suffix("").parts for submission in submissions]
+    parts = [_stem_parts(submission) for submission in submissions]
     depth = [1] * len(parts)
     while True:  # lengthen the names that clash between different files by one folder each round
         clashes: dict[str, set[tuple[str, ...]]] = {}
@@ -223,6 +223,12 @@ def feedback_names(submissions: Sequence[str]) -> list[str]:
         seen.add(name)
         names.append(f"{name}.md")
     return names
+
+
+def _stem_parts(submission: str) -> tuple[str, ...]:
+    """The folders and file stem of ``submission``'s absolute path (``/`` alone has no file name)."""
+    path = Path(os.path.abspath(submission))
+    return (*path.parent.parts, path.stem) if path.name else path.parts
 
 
 def write_feedback(results: Sequence[GradeResult], directory: str | os.PathLike, written_ids: Sequence[str] = ()) -> list[Path]:
