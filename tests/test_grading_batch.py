@@ -291,6 +291,27 @@ def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_res
     assert _fingerprints([REFERENCE, *paths]) == before, "inputs are never modified"
 
 
+def test_sigterm_ends_the_running_notebooks_and_exits_130_with_whole_rows(tmp_path):
+    paths = _solved_copies(tmp_path / "submissions", 4)
+    out = tmp_path / "out" / "marks.csv"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DPDL_PROGRESS": "0"}
+    grader = subprocess.Popen(_grade_command(out, paths, "--workers", "2"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(records_dir(out).glob("*.json")) and time.monotonic() < deadline and grader.poll() is None:
+        time.sleep(0.05)
+    children = psutil.Process(grader.pid).children(recursive=True)
+    grader.send_signal(signal.SIGTERM)  # what Slurm sends at the time limit
+    stdout, stderr = grader.communicate(timeout=60)
+    assert grader.returncode == 130, stderr
+    assert "Run the same command with --resume to grade the rest" in stderr
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"grading processes left running: {alive}"
+    kept, _ = read_records(records_dir(out))
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert {row["submission"] for row in rows} == set(kept) and 1 <= len(kept) < 4
+    assert all(row["status"] == "graded" for row in rows), "an interrupted notebook leaves no error row"
+
+
 # --- resume, shards, merge (no kernel: records and invalid files) ----------------------------------------
 
 
@@ -315,7 +336,7 @@ def test_resume_reuses_a_record_only_for_the_same_bytes_and_reference_and_never_
     assert fresh.rows() == [] and read_records(records_dir(out))[0] == {}, "without --resume the old rows go"
 
 
-def test_resume_on_the_command_line_skips_what_is_done(malformed, tmp_path):
+def test_resume_on_the_command_line_skips_what_is_done_unless_the_reference_changed(malformed, tmp_path, capsys):
     paths = [str(malformed / name) for name in ("deep.ipynb", "bigint.ipynb")]
     out = tmp_path / "marks.csv"
     assert _main(["grade", "--reference", str(REFERENCE), "--out", str(out), *paths]) == 0
@@ -323,7 +344,13 @@ def test_resume_on_the_command_line_skips_what_is_done(malformed, tmp_path):
     mtime = record.stat().st_mtime_ns
     assert _main(["grade", "--reference", str(REFERENCE), "--out", str(out), "--resume", *paths]) == 0
     assert record.stat().st_mtime_ns == mtime
+    assert "--resume: 2 of 2 submissions already graded with this reference" in capsys.readouterr().out
     assert len(list(csv.reader(out.open()))) == 3
+    changed = tmp_path / "reference_v2.ipynb"
+    changed.write_text(json.dumps(_reference_json(), indent=2), encoding="utf-8")
+    assert _main(["grade", "--reference", str(changed), "--out", str(out), "--resume", *paths]) == 0
+    assert "the reference changed since 2 row(s) were graded; they are graded again" in capsys.readouterr().out
+    assert record.stat().st_mtime_ns != mtime
 
 
 def test_shards_partition_the_sorted_submissions_evenly():

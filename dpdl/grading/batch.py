@@ -184,20 +184,25 @@ class BatchOutput:
             return None
         return record.result
 
+    def graded_with_this_reference(self, submission: str) -> bool:
+        """Whether the earlier record of ``submission`` was graded against this run's reference."""
+        record = self.records.get(submission)
+        return record is not None and record.reference_sha256 == self.reference_sha256
+
     def add(self, result: GradeResult) -> None:
         """Store one finished submission: its record, its feedback, and marks.csv with every row so far."""
         record = Record(result, self.reference_sha256, self.written_ids)
-        with self._lock:
-            write_atomically(self.records_dir / record_file_name(result.submission), record.to_json())
+        with self._lock:  # feedback first: a record (what --resume trusts) never exists without its feedback
             name = self.feedback_files.get(result.submission)
             if name is not None:
                 write_atomically(self.feedback_dir / name, feedback_markdown(result))
+            write_atomically(self.records_dir / record_file_name(result.submission), record.to_json())
             self.records[result.submission] = record
             write_atomically(self.out, marks_csv_text(self.rows()))
 
     def rows(self) -> list[GradeResult]:
         """This run's results so far, in the order of its submissions."""
-        return [self.records[s].result for s in self.submissions if s in self.records and self._current(s)]
+        return [self.records[s].result for s in self.submissions if self.graded_with_this_reference(s)]
 
     def finish(self) -> None:
         """Write marks.csv, every feedback file and written_answers.md from the records (also those reused)."""
@@ -209,8 +214,6 @@ class BatchOutput:
                 write_atomically(self.feedback_dir / WRITTEN_ANSWERS_FILE, written_answers_markdown(rows, self.written_ids))
             write_atomically(self.out, marks_csv_text(rows))
 
-    def _current(self, submission: str) -> bool:
-        return self.records[submission].reference_sha256 == self.reference_sha256
 
 
 def parse_shard(text: str) -> tuple[int, int]:

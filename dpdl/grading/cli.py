@@ -123,6 +123,9 @@ def _grade(args: argparse.Namespace) -> int:
     todo = [path for path in mine if output.reusable(path, submission_sha256(path)) is None]
     if args.shard:
         print(f"shard {args.shard[0]}/{args.shard[1]}: {len(mine)} of {len(everyone)} submissions")
+    outdated = [path for path in todo if path in output.records and not output.graded_with_this_reference(path)]
+    if args.resume and outdated:
+        print(f"--resume: the reference changed since {len(outdated)} row(s) were graded; they are graded again")
     if len(todo) < len(mine):
         print(f"--resume: {len(mine) - len(todo)} of {len(mine)} submissions already graded with this reference")
     progress = _Progress(len(todo))
@@ -147,6 +150,7 @@ def _grade(args: argparse.Namespace) -> int:
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         progress.close()
+        output.finish()  # written_answers.md with the rows done so far
         print(
             f"dpdl grade: interrupted; {len(output.rows())} of {len(mine)} rows are in {out}. "
             f"Run the same command with --resume to grade the rest.",
