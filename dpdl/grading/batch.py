@@ -162,6 +162,7 @@ class BatchOutput:
         self.feedback_files = {submission: names[submission] for submission in self.submissions}
         self.problems: list[str] = []
         self._lock = threading.Lock()
+        self._feedback_written: set[str] = set()  # by this run
         self.records: dict[str, Record] = {}
         self.records_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.out.parent, [self.out.name])
@@ -196,6 +197,7 @@ class BatchOutput:
             name = self.feedback_files.get(result.submission)
             if name is not None:
                 write_atomically(self.feedback_dir / name, feedback_markdown(result))
+                self._feedback_written.add(result.submission)
             write_atomically(self.records_dir / record_file_name(result.submission), record.to_json())
             self.records[result.submission] = record
             write_atomically(self.out, marks_csv_text(self.rows()))
@@ -205,15 +207,15 @@ class BatchOutput:
         return [self.records[s].result for s in self.submissions if self.graded_with_this_reference(s)]
 
     def finish(self) -> None:
-        """Write marks.csv, every feedback file and written_answers.md from the records (also those reused)."""
+        """Write marks.csv and written_answers.md from the records, and the feedback of rows reused or merged."""
         with self._lock:
             rows = self.rows()
             for result in rows:
-                write_atomically(self.feedback_dir / self.feedback_files[result.submission], feedback_markdown(result))
+                if result.submission not in self._feedback_written:
+                    write_atomically(self.feedback_dir / self.feedback_files[result.submission], feedback_markdown(result))
             if self.written_ids:
                 write_atomically(self.feedback_dir / WRITTEN_ANSWERS_FILE, written_answers_markdown(rows, self.written_ids))
             write_atomically(self.out, marks_csv_text(rows))
-
 
 
 def parse_shard(text: str) -> tuple[int, int]:
