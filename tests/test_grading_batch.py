@@ -319,19 +319,21 @@ def _result(name, status="graded", sha="s1", passed=True):
     return GradeResult(name, status, "", [CheckResult("check_a", 2, passed)], submission_sha256=sha)
 
 
-def test_resume_reuses_a_record_only_for_the_same_bytes_and_reference_and_never_an_error(tmp_path):
+def test_resume_keeps_a_record_only_for_the_same_bytes_and_reference_and_never_an_error(tmp_path):
     out = tmp_path / "marks.csv"
-    first = BatchOutput(out, submissions=["a", "b", "c"], reference_sha256="r1", written_ids=[])
-    first.add(_result("a"))
-    first.add(_result("b", status="error"))
-    first.add(_result("c", status="invalid", sha=""))
-    again = BatchOutput(out, submissions=["a", "b", "c"], reference_sha256="r1", written_ids=[], resume=True)
-    assert again.reusable("a", "s1") is not None
-    assert again.reusable("a", "s2") is None, "a changed file is graded again"
-    assert again.reusable("b", "s1") is None, "an error row is graded again"
-    assert again.reusable("c", "") is None, "a file that could not be read is read again"
+    first = BatchOutput(out, submissions=["a", "b", "c", "d"], reference_sha256="r1", written_ids=[])
+    for result in (_result("a"), _result("b", status="error"), _result("c", status="invalid", sha=""), _result("d")):
+        first.add(result)
+    again = BatchOutput(out, submissions=["a", "b", "c", "d"], reference_sha256="r1", written_ids=[], resume=True)
+    assert again.keep_if_current("a", "s1")
+    assert not again.keep_if_current("b", "s1"), "an error row is graded again"
+    assert not again.keep_if_current("c", ""), "a file that could not be read is read again"
+    assert not again.keep_if_current("d", "s2"), "a changed file is graded again"
+    assert [row.submission for row in again.rows()] == ["a"], "no row outlives the file it graded"
+    assert sorted(read_records(records_dir(out))[0]) == ["a"]
     other = BatchOutput(out, submissions=["a"], reference_sha256="r2", written_ids=[], resume=True)
-    assert other.reusable("a", "s1") is None and other.rows() == [], "another reference: nothing is reused"
+    assert not other.keep_if_current("a", "s1") and other.rows() == [], "another reference: nothing is kept"
+    first.add(_result("a"))
     fresh = BatchOutput(out, submissions=["a"], reference_sha256="r1", written_ids=[])
     assert fresh.rows() == [] and read_records(records_dir(out))[0] == {}, "without --resume the old rows go"
 

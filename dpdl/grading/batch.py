@@ -137,7 +137,7 @@ class BatchOutput:
     ``submissions`` are this run's, in row order; feedback file names are chosen among ``name_pool``
     (default: the submissions), so that every shard of one course names a student's file the same way.
     Without ``resume`` the records of an earlier run in the same place are removed first; with it they are
-    loaded, and :meth:`reusable` says which submissions need no grading.
+    loaded, and :meth:`keep_if_current` says which submissions need no grading.
     """
 
     def __init__(
@@ -163,6 +163,7 @@ class BatchOutput:
         self.problems: list[str] = []
         self._lock = threading.Lock()
         self._feedback_written: set[str] = set()  # by this run
+        self._current: set[str] = set()  # submissions whose record is this run's row (kept, graded or adopted)
         self.records: dict[str, Record] = {}
         self.records_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.out.parent, [self.out.name])
@@ -175,20 +176,38 @@ class BatchOutput:
             elif not resume:
                 (self.records_dir / record_file_name(submission)).unlink(missing_ok=True)
 
-    def reusable(self, submission: str, sha256: str) -> GradeResult | None:
-        """The earlier result of ``submission`` when its bytes and the reference are unchanged and it did not
-        end in ``error`` (a breakdown of the grader, worth another try)."""
+    def keep_if_current(self, submission: str, sha256: str) -> bool:
+        """Keep the earlier record of ``submission`` when its bytes (``sha256``) and the reference are unchanged
+        and it did not end in ``error`` (a breakdown of the grader, worth another try); otherwise drop it,
+        so that no row outlives the file it graded. Returns whether it was kept (then it needs no grading)."""
         record = self.records.get(submission)
-        if record is None or record.reference_sha256 != self.reference_sha256 or not sha256:
-            return None
-        if record.result.submission_sha256 != sha256 or record.result.status == "error":
-            return None
-        return record.result
+        if record is None:
+            return False
+        current = (
+            bool(sha256)
+            and record.reference_sha256 == self.reference_sha256
+            and record.result.submission_sha256 == sha256
+            and record.result.status != "error"
+        )
+        with self._lock:
+            if current:
+                self._current.add(submission)
+            else:
+                del self.records[submission]
+                (self.records_dir / record_file_name(submission)).unlink(missing_ok=True)
+        return current
 
     def graded_with_this_reference(self, submission: str) -> bool:
         """Whether the earlier record of ``submission`` was graded against this run's reference."""
         record = self.records.get(submission)
         return record is not None and record.reference_sha256 == self.reference_sha256
+
+    def adopt(self, record: Record) -> None:
+        """Take ``record`` (from a shard) as this output's row for its submission, writing it to the records."""
+        with self._lock:
+            write_atomically(self.records_dir / record_file_name(record.result.submission), record.to_json())
+            self.records[record.result.submission] = record
+            self._current.add(record.result.submission)
 
     def add(self, result: GradeResult) -> None:
         """Store one finished submission: its record, its feedback, and marks.csv with every row so far."""
@@ -200,11 +219,12 @@ class BatchOutput:
                 self._feedback_written.add(result.submission)
             write_atomically(self.records_dir / record_file_name(result.submission), record.to_json())
             self.records[result.submission] = record
+            self._current.add(result.submission)
             write_atomically(self.out, marks_csv_text(self.rows()))
 
     def rows(self) -> list[GradeResult]:
         """This run's results so far, in the order of its submissions."""
-        return [self.records[s].result for s in self.submissions if self.graded_with_this_reference(s)]
+        return [self.records[s].result for s in self.submissions if s in self._current]
 
     def finish(self) -> None:
         """Write marks.csv and written_answers.md from the records, and the feedback of rows reused or merged."""
@@ -274,9 +294,7 @@ def merge_outputs(out: str | os.PathLike, sources: Sequence[str | os.PathLike]) 
     reference_sha256 = next(iter(references)) if references else ""
     output = BatchOutput(out, submissions=submissions, reference_sha256=reference_sha256, written_ids=written_ids)
     for submission in submissions:
-        record = merged[submission][0]
-        write_atomically(output.records_dir / record_file_name(submission), record.to_json())
-        output.records[submission] = record
+        output.adopt(merged[submission][0])
     output.finish()
     return output.rows()
 

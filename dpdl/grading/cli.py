@@ -120,11 +120,11 @@ def _grade(args: argparse.Namespace) -> int:
         return EXIT_ENVIRONMENT
     for problem in output.problems:
         print(f"dpdl grade: {problem}", file=sys.stderr)
-    todo = [path for path in mine if output.reusable(path, submission_sha256(path)) is None]
+    outdated = [path for path in mine if path in output.records and not output.graded_with_this_reference(path)]
+    todo = [path for path in mine if not output.keep_if_current(path, submission_sha256(path))]
     if args.shard:
         print(f"shard {args.shard[0]}/{args.shard[1]}: {len(mine)} of {len(everyone)} submissions")
-    outdated = [path for path in todo if path in output.records and not output.graded_with_this_reference(path)]
-    if args.resume and outdated:
+    if outdated:
         print(f"--resume: the reference changed since {len(outdated)} row(s) were graded; they are graded again")
     if len(todo) < len(mine):
         print(f"--resume: {len(mine) - len(todo)} of {len(mine)} submissions already graded with this reference")
