@@ -68,17 +68,23 @@ def gumbel_softmax(
     that approaches a one-hot sample as ``temperature -> 0`` (with larger gradient variance).
     ``hard=True`` returns the one-hot sample itself and back-propagates the soft sample's gradient
     (straight-through). Shape: same as ``logits``. Pass a seeded ``generator`` for repeatable noise.
+
+    The noise is drawn, and the sample computed, in at least float32, then cast to the logits' dtype:
+    bfloat16 has 8 significant bits, so uniform noise drawn in it takes only a few hundred values near 1
+    and the samples' frequencies are measurably off ``softmax(logits)``.
     """
     _check_float_tensor("gumbel_softmax", "logits", logits)
     _check_temperature(temperature)
-    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
-    tiny = torch.finfo(logits.dtype).tiny  # keep both logs finite: u can be exactly 0
+    work_dtype = torch.promote_types(logits.dtype, torch.float32)  # float16/bfloat16 -> float32; float64 stays
+    u = torch.rand(logits.shape, generator=generator, dtype=work_dtype, device=logits.device)
+    tiny = torch.finfo(work_dtype).tiny  # keep both logs finite: u can be exactly 0
     exponential = (-torch.log(u.clamp_min(tiny))).clamp_min(tiny)  # -log(u) ~ Exp(1)
     gumbel = -torch.log(exponential)
-    y_soft = torch.softmax((logits + gumbel) / temperature, dim=dim)
+    y_soft_work = torch.softmax((logits.to(work_dtype) + gumbel) / temperature, dim=dim)
+    y_soft = y_soft_work.to(logits.dtype)
     if not hard:
         return y_soft
-    index = y_soft.argmax(dim=dim, keepdim=True)
+    index = y_soft_work.argmax(dim=dim, keepdim=True)  # before the cast, which could round two maxima equal
     y_hard = torch.zeros_like(y_soft).scatter_(dim, index, 1.0)
     return straight_through(y_hard, y_soft)
 

@@ -49,10 +49,22 @@ def test_glove_holds_50000_words_most_frequent_first_with_50d_float32_vectors(ve
 
 
 @pytest.mark.integration
-def test_king_minus_man_plus_woman_is_queen_then_daughter_then_prince(vectors):
+def test_king_minus_man_plus_woman_is_queen_then_throne_then_prince(vectors):
     answer = vectors.analogy("man", "king", "woman", k=3)
-    assert [word for word, _ in answer] == ["queen", "daughter", "prince"]
-    assert [cosine for _, cosine in answer] == pytest.approx([0.861, 0.769, 0.764], abs=1e-3)
+    assert [word for word, _ in answer] == ["queen", "throne", "prince"]
+    assert [cosine for _, cosine in answer] == pytest.approx([0.852, 0.766, 0.759], abs=1e-3)
+
+
+def test_analogy_adds_unit_length_vectors_as_3cosadd_does():
+    # "b" is long: with raw vectors b - a + c points almost along b, and "near_b" would win.
+    words = ["a", "b", "c", "near_b", "near_sum"]
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-0.2, 1.0, 0.2], [-1.0, 1.0, 1.0]])
+    lengths = torch.tensor([1.0, 10.0, 1.0, 1.0, 1.0])
+    small = GloVe(words, directions * lengths[:, None])
+    (best, cosine), _ = small.analogy("a", "b", "c", k=2)
+    assert best == "near_sum" and cosine == pytest.approx(1.0, abs=1e-6)
+    raw_query = small.vector("b") - small.vector("a") + small.vector("c")
+    assert small.nearest(raw_query, k=1, exclude=("a", "b", "c"))[0][0] == "near_b"  # what raw vectors give
 
 
 @pytest.mark.integration

@@ -108,11 +108,15 @@ class GloVe:
         return [(self.words[i], float(c)) for c, i in zip(best.values.tolist(), best.indices.tolist())]
 
     def analogy(self, a: str, b: str, c: str, k: int = 5) -> list[tuple[str, float]]:
-        """"``a`` is to ``b`` as ``c`` is to ?": the words nearest to ``b - a + c``, leaving out a, b and c.
+        """"``a`` is to ``b`` as ``c`` is to ?": the words nearest (cosine) to ``b - a + c``, leaving out a, b and c.
 
-        ``analogy("man", "king", "woman")`` -> ``[("queen", 0.861), ("daughter", 0.769), ...]``.
+        ``a``, ``b`` and ``c`` enter as unit-length vectors: this is 3CosAdd as GloVe's own evaluation
+        script and gensim's ``evaluate_word_analogies`` compute it, so accuracies are comparable with
+        published ones. (With raw vectors, a long vector such as a frequent word's would weigh more.)
+        ``analogy("man", "king", "woman")`` -> ``[("queen", 0.852), ("throne", 0.766), ...]``.
         """
-        query = self.vector(b) - self.vector(a) + self.vector(c)
+        unit = self.unit_vectors
+        query = unit[self._row(b)] - unit[self._row(a)] + unit[self._row(c)]
         return self.nearest(query, k=k, exclude=(a, b, c))
 
     def _row(self, word: str) -> int:
