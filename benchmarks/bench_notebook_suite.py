@@ -126,8 +126,8 @@ def machine_line() -> str:
 def write_into(readme: Path, timings: list[NotebookTiming]) -> None:
     """Fill the time column of each notebook's row and the 'measured on' line between the markers.
 
-    A row belongs to a notebook when it links to it (``(lab2/lab2_relaxations.ipynb)``); its
-    second-to-last column is the time.
+    A row belongs to a notebook when it links to it or to its student copy
+    (``(lab2/lab2_relaxations.ipynb)``, ``(lab1/student/lab1_exercise.ipynb)``); its last column is the time.
     """
     if not timings:
         return
@@ -135,12 +135,14 @@ def write_into(readme: Path, timings: list[NotebookTiming]) -> None:
     if START not in text or END not in text:
         raise SystemExit(f"{readme} has no {START} ... {END} block to fill")
     for t in timings:
-        link = "(" + str(Path(t.path).relative_to(readme.parent.relative_to(ROOT))) + ")"
+        relative = Path(t.path).relative_to(readme.parent.relative_to(ROOT))
+        links = (f"({relative.as_posix()})", f"({(relative.parent / 'student' / relative.name).as_posix()})")
+        link = links[0]
         lines = text.splitlines()
         for i, line in enumerate(lines):
-            if line.startswith("|") and link in line:
+            if line.startswith("|") and any(candidate in line for candidate in links):
                 cells = line.split("|")
-                cells[-3] = f" {t.seconds:.0f} s "
+                cells[-2] = f" {t.seconds:.0f} s "
                 lines[i] = "|".join(cells)
                 break
         else:

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "dpdl.notebooks.cli",
     "dpdl.grading.cli",
     "dpdl.grading.selfcheck",
+    "dpdl.release",
 )
 # What to install when a subcommand's module cannot be imported (students have no use for the dev extras).
 _INSTALL_HINTS = {"check": "install Jupyter's notebook tools with: pip install nbformat nbclient ipykernel"}
@@ -50,7 +51,7 @@ def _register_unavailable(subparsers, module_name: str, err: ModuleNotFoundError
     """A subcommand whose extra dependency is missing explains how to install it instead of breaking ``dpdl``."""
     command = {
         "dpdl.grading.cli": "grade", "dpdl.grading.selfcheck": "check", "dpdl.notebooks.cli": "notebooks",
-        "dpdl.data.cli": "data",
+        "dpdl.data.cli": "data", "dpdl.release": "release",
     }.get(module_name, module_name.rsplit(".", 2)[-2])  # fmt: skip
     hint = _INSTALL_HINTS.get(command, "install the instructor tools with: pip install 'dpdl[dev]'")
     message = f"dpdl {command} needs the Python package {err.name!r}, which is not installed; {hint}"

@@ -25,6 +25,7 @@ from dpdl.notebooks.run import (
     execute_notebook,
     has_nbval_marker,
     kernel_env,
+    run_to_first_stub,
 )
 
 TESTS = Path(__file__).parent
@@ -231,3 +232,33 @@ def test_run_command_fails_a_marked_cell_that_raises_nothing_and_continues_with_
 def test_timeout_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="seconds per cell"):
         execute_notebook(FIXTURE, timeout=0)
+
+
+def _student_notebook(path: Path, *, tag_the_failure: bool) -> Path:
+    """A student copy in miniature: a deliberate failure, a stubbed function, its check, a later cell."""
+    failing = new_code_cell("# NBVAL_RAISES_EXCEPTION\nraise ValueError('this fails on purpose')")
+    if tag_the_failure:
+        failing.metadata["tags"] = ["raises-exception"]
+    nb = new_notebook(cells=[
+        new_markdown_cell("# A lab"),
+        failing,
+        new_code_cell("def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError(\"f: the square of x\")"),
+        new_code_cell("assert f(3) == 9"),
+        new_code_cell("open('reached-the-end', 'w').close()"),
+    ])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_run_to_first_stub_goes_past_tagged_failures_and_stops_at_the_first_task(tmp_path):
+    run = run_to_first_stub(_student_notebook(tmp_path / "lab.ipynb", tag_the_failure=True), timeout=60)
+    assert (run.first_stub, run.stopped_at, run.reached_stub, run.blocking_errors) == (2, 3, True, [])
+    assert [(index, tagged) for index, _, tagged in run.errors] == [(1, True), (3, False)]
+    assert run.errors[1][1] == "NotImplementedError: f: the square of x"
+    assert not (tmp_path / "reached-the-end").exists()  # Run All stops at the task, like Jupyter's
+
+
+def test_run_to_first_stub_reports_an_untagged_failure_that_stops_run_all_before_the_task(tmp_path):
+    run = run_to_first_stub(_student_notebook(tmp_path / "lab.ipynb", tag_the_failure=False), timeout=60)
+    assert (run.first_stub, run.stopped_at, run.reached_stub) == (None, 1, False)
+    assert run.blocking_errors == [(1, "ValueError: this fails on purpose")]

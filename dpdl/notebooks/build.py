@@ -75,6 +75,7 @@ __all__ = [
     "find_blocks",
     "stub_source",
     "stub_message",
+    "is_stub_cell",
     "build_student_copy",
     "retarget",
     "EditedCopyError",
@@ -102,6 +103,7 @@ _ANSWER_END_RE = re.compile(r"^(?P<indent>[ \t]*)(?:<!--[ \t]*END ANSWER[ \t]*--
 # the upper-case words anywhere. Such a line that is not exactly a marker is an error.
 _SOLUTION_LIKE_RE = re.compile(r"^[#\s]*(?i:BEGIN|END)[ \t_-]*(?i:SOLUTION)|\b(?:BEGIN|END)[ \t_-]*SOLUTION")
 _ANSWER_LIKE_RE = re.compile(r"^[#<!\-*_\s]*(?i:BEGIN|END)[ \t_-]*(?i:ANSWER)|\b(?:BEGIN|END)[ \t_-]*ANSWER")
+_STUB_RE = re.compile(rf"^[ \t]*{re.escape(STUB_COMMENT)}[ \t]*\n[ \t]*raise NotImplementedError\(", re.M)
 _COLAB_URL_RE = re.compile(r"https://colab\.research\.google\.com/github/[^\s()\"'<>]+?\.ipynb")
 
 
@@ -154,6 +156,11 @@ def stub_source(source: str, cell_type: str, *, cell_id: str | None = None) -> s
         position = block.end + 1
     out.extend(lines[position:])
     return "\n".join(out)
+
+
+def is_stub_cell(source: str) -> bool:
+    """Whether a code cell's source holds a stub as :func:`stub_source` writes it (the student's task)."""
+    return _STUB_RE.search(source) is not None
 
 
 def stub_message(source: str, block: Block, *, cell_id: str | None = None) -> str:

@@ -11,6 +11,7 @@ import copy
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -29,6 +30,8 @@ __all__ = [
     "RAISES_EXCEPTION_TAG",
     "NotebookExecutionError",
     "execute_notebook",
+    "StubRun",
+    "run_to_first_stub",
     "clean_notebook",
     "kernel_env",
     "has_nbval_marker",
@@ -124,6 +127,87 @@ def execute_notebook(
     write_notebook(clean_notebook(executed), path)
     print(f"{path}: executed in {seconds:.1f} s")
     return seconds
+
+
+@dataclass(frozen=True)
+class StubRun:
+    """What a student's *Run All* does on a notebook: it runs until a cell raises, except cells tagged
+    ``raises-exception``. In a student copy that cell should be a stub, or a check calling a stubbed
+    function, raising ``NotImplementedError``: the student's first task.
+
+    ``first_stub``: index of the first stub cell that ran (None if none did). ``stopped_at``: index of
+    the untagged cell whose error stopped the run (None when it ran to the end). ``errors``: ``(cell
+    index, "Name: message", tagged)`` of every cell that raised, in order. ``seconds``: the run's wall time.
+    """
+
+    path: Path
+    first_stub: int | None
+    stopped_at: int | None
+    errors: tuple[tuple[int, str, bool], ...]
+    seconds: float
+
+    @property
+    def reached_stub(self) -> bool:
+        """Whether Run All stopped at the student's first task: ``NotImplementedError`` in the first stub
+        cell or a later cell (a check calling a stubbed function)."""
+        if self.first_stub is None or self.stopped_at is None or self.stopped_at < self.first_stub:
+            return False
+        return any(index == self.stopped_at and error.startswith("NotImplementedError")
+                   for index, error, _ in self.errors)
+
+    @property
+    def blocking_errors(self) -> list[tuple[int, str]]:
+        """Errors that stop Run All before the first task: every untagged one, unless it is that task's."""
+        return [(index, error) for index, error, tagged in self.errors
+                if not tagged and not (self.reached_stub and index == self.stopped_at)]
+
+
+class _RunAllStops(Exception):
+    pass
+
+
+def run_to_first_stub(
+    path: str | os.PathLike, *, timeout: int = 600, env: Mapping[str, str | None] | None = None
+) -> StubRun:
+    """Run a notebook top to bottom in a fresh kernel as Jupyter's Run All does, stopping at the first
+    cell that raises without the ``raises-exception`` tag; in a student copy, the first task.
+
+    The kernel starts in the notebook's folder with :func:`kernel_env` updated by ``env``; ``timeout`` is
+    per cell. The file is only read. Tagged cells' errors are recorded and the run goes on past them.
+    """
+    from nbclient import NotebookClient
+
+    from dpdl.notebooks.build import is_stub_cell
+
+    path = Path(path)
+    nb = read_notebook(path)
+    errors: list[tuple[int, str, bool]] = []
+    stubs: list[int] = []
+    stopped: list[int] = []
+
+    def look(cell, cell_index, **_):
+        if is_stub_cell(cell.source):
+            stubs.append(cell_index)
+        raised = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+        if not raised:
+            return
+        tagged = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", [])
+        errors.append((cell_index, f"{raised[0].ename}: {raised[0].evalue}", tagged))
+        if not tagged:
+            stopped.append(cell_index)
+            raise _RunAllStops
+
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=True, record_timing=False,
+        resources={"metadata": {"path": str(path.parent.absolute())}}, on_cell_executed=look,
+    )
+    start = time.perf_counter()
+    try:
+        client.execute(env=kernel_env(env))
+    except _RunAllStops:
+        pass
+    return StubRun(path, stubs[0] if stubs else None, stopped[0] if stopped else None, tuple(errors),
+                   time.perf_counter() - start)
 
 
 def clean_notebook(nb: NotebookNode) -> NotebookNode:
