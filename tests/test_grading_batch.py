@@ -39,6 +39,8 @@ from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import MSE_SOLUTION, REFERENCE, with_answers, write
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_POINTS = sum(exercise.CHECK_POINTS.values())
+MSE_POINTS = exercise.CHECK_POINTS["check_mse"]  # what a submission with only the first answer earns
 PASSWD_FIRST_LINE = Path("/etc/passwd").read_text().splitlines()[0] if Path("/etc/passwd").exists() else "root:x:0:0"
 
 
@@ -104,7 +106,7 @@ def test_each_malformed_file_gets_an_invalid_row_with_its_reason(malformed):
     paths = [malformed / name for name in MALFORMED]
     results = _in_thread(lambda: grade(REFERENCE, paths), seconds=60)  # a FIFO that blocked would hang here
     for name, result in zip(MALFORMED, results):
-        assert (result.status, result.total, result.max) == ("invalid", 0, 6), name
+        assert (result.status, result.total, result.max) == ("invalid", 0, MAX_POINTS), name
         assert result.reason.startswith(MALFORMED[name][1]), (name, result.reason)
         assert all(check.message == "not graded: the submission could not be read" for check in result.checks)
 
@@ -165,7 +167,7 @@ def test_a_submission_named_like_a_formula_is_neutralised_on_the_command_line(tm
     monkeypatch.chdir(tmp_path)
     Path("=1+1.ipynb").write_bytes(b"")
     assert _main(["grade", "--reference", str(REFERENCE), "--out", "marks.csv", "=1+1.ipynb"]) == 0
-    assert Path("marks.csv").read_text().splitlines()[1].startswith("'=1+1.ipynb,0,6,invalid")
+    assert Path("marks.csv").read_text().splitlines()[1].startswith(f"'=1+1.ipynb,0,{MAX_POINTS},invalid")
 
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)> [click](javascript:alert(3)) ![i](http://e/t.png) | `x`'
@@ -276,7 +278,7 @@ def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_res
     assert {row["submission"] for row in rows} <= set(kept), "marks.csv follows the records, at most one behind"
     assert len(rows) >= len(kept) - 1
     for row in rows:
-        assert row["status"] == "graded" and row["total"] in {"6", "2"}
+        assert row["status"] == "graded" and row["total"] in {str(MAX_POINTS), str(MSE_POINTS)}
     first_record = {path: path.stat().st_mtime_ns for path in records.glob("*.json")}
 
     done = subprocess.run(_grade_command(out, paths, "--resume"), env=env, capture_output=True, text=True, timeout=300)
@@ -284,7 +286,8 @@ def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_res
     assert f"--resume: {len(kept)} of 4 submissions already graded with this reference" in done.stdout
     assert done.stdout.count("graded [") == 4 - len(kept)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert [(row["submission"], row["total"]) for row in rows] == [(str(p), "6" if i % 2 == 0 else "2") for i, p in enumerate(paths)]
+    expected = [(str(path), str(MAX_POINTS if i % 2 == 0 else MSE_POINTS)) for i, path in enumerate(paths)]
+    assert [(row["submission"], row["total"]) for row in rows] == expected
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in first_record.items()), "kept rows are not redone"
     assert not [p for p in out.parent.rglob(".*.tmp")], "no temporary file is left behind"
     assert len(list((out.parent / "marks_feedback").glob("student*.md"))) == 4

@@ -145,6 +145,9 @@ def _grade(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         print(f"dpdl grade: {err}", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    except ReferenceNotebookError as err:  # found only when the reference runs (its own checks fail)
+        print(f"dpdl grade: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as err:
         print(f"dpdl grade: cannot write the output: {err}", file=sys.stderr)
         return EXIT_ENVIRONMENT
