@@ -45,29 +45,31 @@ def test_grading_a_batch_writes_marks_and_feedback_and_asks_to_rerun_errors(tmp_
     )  # fmt: skip
     assert code == 3, "a row with status error asks for a re-run; failing checks alone would exit 0"
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert list(rows[0]) == ["submission", "total", "max", "status", "reason", "review", "check_mse", "check_softmax", "check_step"]
+    assert list(rows[0]) == [
+        "submission", "total", "max", "status", "reason", "review", "check_mse", "check_softmax", "hidden_softmax", "check_step",
+    ]  # fmt: skip
     assert [(row["submission"], row["total"], row["status"]) for row in rows] == [
         (str(alice), "2", "graded"),
         (str(bob), "0", "graded"),
-        (str(killer), "5", "error"),
+        (str(killer), "7", "error"),
         (str(FIXTURES / "empty.ipynb"), "0", "invalid"),
     ]
     assert rows[2]["reason"].startswith("nbval could not run the notebook (exit -9)")
-    assert (rows[0]["check_mse"], rows[0]["check_softmax"], rows[0]["max"]) == ("2", "0", "6")
+    assert (rows[0]["check_mse"], rows[0]["check_softmax"], rows[0]["max"]) == ("2", "0", "8")
     assert rows[3]["reason"] == "the file is empty"
     feedback = tmp_path / "marks" / "marks_feedback"
     assert sorted(path.name for path in feedback.iterdir()) == [
         "alice__lab1_exercise.md", "bob__lab1_exercise.md", "empty.md", "killer.md", "written_answers.md",
     ]  # fmt: skip
     alice_feedback = (feedback / "alice__lab1_exercise.md").read_text(encoding="utf-8")
-    assert "**2 / 6 points**" in alice_feedback
+    assert "**2 / 8 points**" in alice_feedback
     assert ("| `check_softmax` | 0 / 3 | failed: NotImplementedError: softmax: Softmax over the last axis, stable "
             "for large logits |") in alice_feedback
     written = (feedback / "written_answers.md").read_text(encoding="utf-8")
     assert f"### {alice}\n\n```text\nOverflow | of exp.\n```" in written
     assert f"### {bob}\n\n_(no answer)_" in written
     printed = capsys.readouterr()
-    assert "empty.ipynb: 0/6 invalid (the file is empty)" in printed.out and f"wrote {out}" in printed.out
+    assert "empty.ipynb: 0/8 invalid (the file is empty)" in printed.out and f"wrote {out}" in printed.out
     assert f"1 submission(s) could not be run (status error); run the same command with --resume" in printed.err
     assert printed.err.rstrip().endswith(str(killer))
 

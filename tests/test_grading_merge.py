@@ -16,6 +16,8 @@ from dpdl.grading.cells import (
     cell_points,
     cell_role,
     check_cells,
+    graded_cells,
+    hidden_cells,
     mark_cell,
     max_points,
     validate_reference,
@@ -51,8 +53,10 @@ def test_fixture_reference_is_valid_and_cells_come_in_notebook_order():
     assert list(answer_cells(nb)) == ["mse", "softmax", "step"]
     assert list(check_cells(nb)) == ["check_mse", "check_softmax", "check_step"]
     assert list(written_cells(nb)) == ["why_max"]
-    assert max_points(nb) == 6
-    assert [cell_points(cell) for cell in check_cells(nb).values()] == [2, 3, 1]
+    assert list(hidden_cells(nb)) == ["hidden_softmax"]
+    assert list(graded_cells(nb)) == ["check_mse", "check_softmax", "hidden_softmax", "check_step"]
+    assert max_points(nb) == 8
+    assert [cell_points(cell) for cell in graded_cells(nb).values()] == [2, 3, 2, 1]
     assert cell_points(_cell(nb, "mse")) == 0
 
 
@@ -63,7 +67,7 @@ def test_cells_without_or_with_malformed_metadata_have_no_identity():
 
 
 def test_mark_cell_demands_points_exactly_for_check_cells():
-    with pytest.raises(ValueError, match="points are required for check cells"):
+    with pytest.raises(ValueError, match="points are required for check and hidden cells"):
         mark_cell(new_code_cell("assert True"), "c", "check")
     with pytest.raises(ValueError, match="only for them"):
         mark_cell(new_code_cell("x = 1"), "a", "answer", points=2)
@@ -110,7 +114,7 @@ def _unexecute(nb):
 
 def _no_checks(nb):
     for cell in nb.cells:
-        if cell_role(cell) == "check":
+        if cell_role(cell) in ("check", "hidden"):
             del cell.metadata["dpdl"]
 
 
@@ -121,8 +125,8 @@ def _no_checks(nb):
         (_pop("check_mse", "points"), "check cell 'check_mse' needs points"),
         (_set("check_mse", points=0), "needs points, a positive int; got 0"),
         (_set("check_mse", points=True), "needs points, a positive int; got True"),
-        (_set("mse", points=1), "only check cells carry points"),
-        (_set("mse", role="solution"), "role 'solution' must be one of answer, check, written"),
+        (_set("mse", points=1), "only check and hidden cells carry points"),
+        (_set("mse", role="solution"), "role 'solution' must be one of answer, check, hidden, written"),
         (_set("why_max", role="answer"), "role 'answer' needs a code cell"),
         (_set("mse", id="has space"), "id 'has space' must be a string of letters"),
         (_set("mse", id="total"), "id 'total' is a column name of marks.csv"),
@@ -271,7 +275,8 @@ def test_merge_puts_answers_in_and_keeps_every_other_cell_of_the_reference():
     assert _cell(merged, "softmax").source == STUB_SOURCE
     assert _cell(merged, "step").source == STUB_SOURCE
     for id_, cell in check_cells(reference).items():
-        assert _cell(merged, id_) == cell, "check cells, outputs included, come from the reference"
+        assert _cell(merged, id_).source == cell.source, "check cells come from the reference"
+        assert _cell(merged, id_).outputs == cell.outputs
     assert len(merged.cells) == len(reference.cells)
 
 
@@ -281,13 +286,12 @@ def test_a_missing_answer_never_runs_the_instructors_solution():
     assert "np.max(logits" not in json.dumps(merged)
 
 
-def test_only_check_cells_have_their_outputs_compared():
+def test_no_output_is_compared_checks_are_judged_by_their_asserts():
     merged = merge(exercise.reference(), {})
-    for cell in merged.cells:
-        if cell.cell_type != "code":
-            continue
-        ignored = IGNORE_OUTPUT_TAG in cell.metadata.get("tags", [])
-        assert ignored == (cell_role(cell) != "check"), cell.source
+    code = [cell for cell in merged.cells if cell.cell_type == "code"]
+    assert any(cell_role(cell) == "check" for cell in code)
+    for cell in code:
+        assert IGNORE_OUTPUT_TAG in cell.metadata.get("tags", []), cell.source
 
 
 def _tamper(nb, order, delete, junk, forge, edit_checks):

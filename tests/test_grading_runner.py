@@ -23,9 +23,9 @@ from dpdl.grading.runner import (
     run_nbval,
 )
 from tests.fixtures.grading import exercise
-from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, with_answers, write
+from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, SOFTMAX_SOLUTION, with_answers, write
 
-CELL_TIMEOUT = 8  # seconds: long enough for `import numpy` on a busy machine, short for the loop
+CELL_TIMEOUT = 20  # seconds: long enough for `import torch` (through dpdl) on a busy machine, short for the loop
 
 
 def _edit_checks(nb):
@@ -53,21 +53,40 @@ def _reverse(nb):
 
 
 UNIFORM_SOFTMAX = "def softmax(logits):\n    return np.ones_like(logits) / logits.shape[-1]"
+PRINTING_SOFTMAX = SOFTMAX_SOLUTION.replace("    z = np.exp", '    print("debug: logits", logits)\n    z = np.exp')
+# Passes the visible check by recognising its input, and is wrong everywhere else: only the hidden check sees it.
+SPECIAL_CASED_SOFTMAX = """def softmax(logits):
+    if np.array_equal(logits, [[0.0, 0.0], [1000.0, 0.0]]):
+        return np.array([[0.5, 0.5], [1.0, 0.0]])
+    return np.ones_like(logits) / logits.shape[-1]"""
+# Defeats every in-kernel assert, then answers wrongly: the values recorded for the hidden check give it away.
+PATCHED_ALLCLOSE = "np.allclose = lambda *args, **kwargs: True\n" + UNIFORM_SOFTMAX
+# Writes the values file itself: made-up values, and names twice.
+FORGED_VALUES = UNIFORM_SOFTMAX + """
+import json, os
+if os.environ.get("DPDL_GRADE_VALUES"):
+    with open(os.environ["DPDL_GRADE_VALUES"], "a") as file:
+        for name in ["probabilities", "shifted by 100"] * 2:
+            value = {"kind": "array", "shape": [4, 5], "bool": False, "data": ["0.2"] * 20}
+            file.write(json.dumps({"check": "hidden_softmax", "name": name, "value": value, "rtol": 1e9, "atol": 1e9}) + "\\n")"""
 
 # name -> (notebook to write, or an existing file; expected total; expected status)
 CASES = {
-    "solved": (lambda: exercise.reference(), 6, "graded"),
+    "solved": (lambda: exercise.reference(), 8, "graded"),
     "student": (lambda: exercise.student(), 0, "graded"),
     "partial": (lambda: with_answers(exercise.student(), mse=MSE_SOLUTION), 2, "graded"),
     "edited_checks": (lambda: _edit_checks(exercise.student()), 0, "graded"),
-    "deleted_checks": (lambda: _delete_checks(exercise.reference()), 6, "graded"),
+    "deleted_checks": (lambda: _delete_checks(exercise.reference()), 8, "graded"),
     "forged_outputs": (lambda: _forge_outputs(with_answers(exercise.student(), mse=MSE_SOLUTION)), 2, "graded"),
-    "reordered": (lambda: _reverse(exercise.reference()), 6, "graded"),
+    "reordered": (lambda: _reverse(exercise.reference()), 8, "graded"),
     "wrong_output": (lambda: with_answers(exercise.reference(), softmax=UNIFORM_SOFTMAX), 3, "graded"),
-    "loop": (lambda: with_answers(exercise.reference(), step="while True:\n    pass"), 5, "graded"),
+    "printing": (lambda: with_answers(exercise.reference(), softmax=PRINTING_SOFTMAX), 8, "graded"),
+    "special_cased": (lambda: with_answers(exercise.reference(), softmax=SPECIAL_CASED_SOFTMAX), 6, "graded"),
+    "forged_values": (lambda: with_answers(exercise.reference(), softmax=FORGED_VALUES), 3, "graded"),
+    "loop": (lambda: with_answers(exercise.reference(), step="while True:\n    pass"), 7, "graded"),
     "exception": (lambda: with_answers(exercise.reference(), softmax='raise ValueError("my softmax is broken")'), 3, "graded"),
-    "huge_output": (lambda: with_answers(exercise.reference(), mse=MSE_SOLUTION + '\nprint("x" * 50_000_000)'), 6, "graded"),
-    "kernel_crash": (lambda: with_answers(exercise.reference(), step="import os\nos._exit(1)"), 5, "graded"),
+    "huge_output": (lambda: with_answers(exercise.reference(), mse=MSE_SOLUTION + '\nprint("x" * 50_000_000)'), 8, "graded"),
+    "kernel_crash": (lambda: with_answers(exercise.reference(), step="import os\nos._exit(1)"), 7, "graded"),
     "broken_json": (FIXTURES / "broken_json.ipynb", 0, "invalid"),
     "image": (FIXTURES / "image.ipynb", 0, "invalid"),
     "script": (FIXTURES / "script.ipynb", 0, "invalid"),
@@ -106,7 +125,7 @@ def test_each_submission_gets_its_marks_and_status(batch, name):
     result = batch["results"][name]
     _, total, status = CASES[name]
     assert (result.total, result.status) == (total, status), feedback_markdown(result)
-    assert result.max == 6
+    assert result.max == 8
     assert status == "graded" or result.reason, "a row that was not graded says why"
 
 
@@ -133,7 +152,7 @@ def test_the_untouched_student_copy_earns_zero_and_says_why(batch):
     assert messages["check_mse"] == ("NotImplementedError: mean_squared_error: Mean of the squared differences "
                                      "between predictions y_hat and targets y")
     assert messages["check_step"].startswith("AssertionError: after one step w should be [0.7, 1.0]")
-    assert result.reason == "failed: check_mse, check_softmax, check_step"
+    assert result.reason == "failed: check_mse, check_softmax, hidden_softmax, check_step"
     assert result.written == {"why_max": ""}
 
 
@@ -144,16 +163,42 @@ def test_tampered_checks_are_replaced_by_the_originals(batch):
     assert all(check.passed for check in deleted.checks)
 
 
-def test_check_cell_outputs_must_match_the_reference(batch):
-    softmax = next(check for check in batch["results"]["wrong_output"].checks if check.id == "check_softmax")
+def _check(result, id_):
+    return next(check for check in result.checks if check.id == id_)
+
+
+def test_checks_are_judged_by_their_asserts_not_their_output(batch):
+    softmax = _check(batch["results"]["wrong_output"], "check_softmax")
     assert not softmax.passed
-    assert softmax.message.startswith("output differs from the reference")
-    assert "[[0.5 0.5]" in softmax.message and "first difference at character" in softmax.message
+    assert softmax.message.startswith("AssertionError: softmax([[0, 0], [1000, 0]]) should be [[0.5, 0.5], [1, 0]]")
+    printing = batch["results"]["printing"]
+    assert all(check.passed for check in printing.checks), "printing while a check runs costs nothing"
+
+
+def test_a_hidden_check_catches_an_answer_tuned_to_the_visible_check(batch):
+    result = batch["results"]["special_cased"]
+    assert _check(result, "check_softmax").passed
+    hidden = _check(result, "hidden_softmax")
+    assert hidden.hidden and not hidden.passed
+    assert "its values do not match the reference's" in hidden.message
+
+
+def test_a_hidden_check_fails_on_wrong_values_even_when_its_asserts_are_defeated(tmp_path):
+    submission = write(with_answers(exercise.reference(), softmax=PATCHED_ALLCLOSE), tmp_path / "patched.ipynb")
+    [result] = grade(exercise.REFERENCE, [submission], cell_timeout=CELL_TIMEOUT)
+    hidden = _check(result, "hidden_softmax")
+    assert not hidden.passed and "'probabilities': 20 of 20 entries outside the tolerance" in hidden.message
+
+
+def test_forged_values_do_not_pass_a_hidden_check(batch):
+    hidden = _check(batch["results"]["forged_values"], "hidden_softmax")
+    assert not hidden.passed
+    assert "'probabilities' was recorded 3 times" in hidden.message  # twice forged, once by the check
 
 
 def test_a_cell_that_loops_is_interrupted_and_later_cells_still_run(batch):
     result = batch["results"]["loop"]
-    assert "Timeout of 8 seconds exceeded" in result.answer_errors["step"]
+    assert f"Timeout of {CELL_TIMEOUT} seconds exceeded" in result.answer_errors["step"]
     step = next(check for check in result.checks if check.id == "check_step")
     assert step.message == "NameError: name 'w' is not defined"
 
@@ -161,7 +206,7 @@ def test_a_cell_that_loops_is_interrupted_and_later_cells_still_run(batch):
 def test_an_answer_that_raises_fails_the_checks_that_need_it(batch):
     result = batch["results"]["exception"]
     assert result.answer_errors == {"softmax": "ValueError: my softmax is broken"}
-    assert [check.id for check in result.checks if not check.passed] == ["check_softmax"]
+    assert [check.id for check in result.checks if not check.passed] == ["check_softmax", "hidden_softmax"]
     assert "NameError: name 'softmax' is not defined" in result.checks[1].message
 
 
@@ -219,8 +264,10 @@ def test_a_notebook_past_its_time_limit_is_killed_with_all_it_started(tmp_path):
     path = write(with_answers(exercise.reference(), step=runaway), tmp_path / "runaway.ipynb")
     result = grade_submission(path, exercise.reference(), cell_timeout=300, timeout=30)
     assert result.status == "timeout" and "30 s limit" in result.reason
-    assert {check.id: check.points for check in result.checks} == {"check_mse": 2, "check_softmax": 3, "check_step": 0}
-    assert "not run: the notebook was stopped first" in result.checks[2].message
+    assert {check.id: check.points for check in result.checks} == {
+        "check_mse": 2, "check_softmax": 3, "hidden_softmax": 2, "check_step": 0
+    }  # fmt: skip
+    assert "not run: the notebook was stopped first" in result.checks[3].message
     kernel, child = map(int, pids.read_text().split())
     deadline = time.monotonic() + 10
     while not (_gone(kernel) and _gone(child)) and time.monotonic() < deadline:

@@ -449,3 +449,14 @@ def test_student_copy_badge_and_install_cell_point_at_the_given_repository_and_b
     assert default.cells[1].source == INSTALL_CELL == install_source(REPO)
     with pytest.raises(ValueError, match="OWNER/NAME"):
         build_student_copy(demo, repo="not a repository")
+
+
+def test_hidden_checks_are_dropped_from_student_copies(repo):
+    nb = _demo_notebook(repo)
+    hidden = new_code_cell("secret_input = 1234567\nassert softplus(secret_input) > 0", execution_count=5)
+    hidden.metadata["dpdl"] = {"id": "softplus-hidden", "role": "hidden", "points": 2}
+    nb.cells.insert(4, hidden)
+    path = _save(nb, repo / RELATIVE)
+    student = build_student_copy(path)
+    assert len(student.cells) == len(nb.cells) - 1
+    assert "1234567" not in nbformat.writes(student) and "softplus-hidden" not in nbformat.writes(student)

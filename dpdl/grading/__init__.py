@@ -4,6 +4,10 @@ A submission gives only its answer cells (``cells``); they go into a copy of the
 which nbval runs in a fresh kernel (``runner``); ``marks.csv`` and feedback come out (``report``). Used
 for the assessed exercise of every lab (``exercises/labN``).
 
+A check cell earns its points when it runs to the end without raising. A hidden check (never in the
+student's copy) also has to record the same values as the reference did for the same unseen inputs,
+compared here, outside the kernel (``verdict``): the reference is run once per batch to learn them.
+
 What it defends against: edited, deleted or reordered cells, added cells and forged outputs in the
 submitted file. What it does not: answer code runs in the same kernel as the checks, as the grading
 user, so code written to subvert the checks (monkey-patching ``np.allclose`` or IPython's hooks,
@@ -28,17 +32,22 @@ from dpdl.grading.cells import (
     answer_cells,
     cell_id,
     cell_points,
-    check_cells,
+    cell_role,
+    cell_source,
+    graded_cells,
+    hidden_cells,
     validate_reference,
 )
 from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, merge, parse_notebook, read_submission
 from dpdl.grading.report import CheckResult, GradeResult
 from dpdl.grading.runner import NbvalRun, run_nbval
+from dpdl.grading.verdict import Record, expected_by_check, judge, parse_records
 
 __all__ = [
     "DEFAULT_CELL_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "load_reference",
+    "reference_values",
     "grade",
     "grade_submission",
     "ReferenceNotebookError",
@@ -74,15 +83,24 @@ def grade_submission(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     timeout: float = DEFAULT_TIMEOUT,
     threads: int | None = None,
+    expected: Mapping[str, Mapping[str, Record]] | None = None,
 ) -> GradeResult:
     """Grade one submitted notebook against a validated ``reference``; never raises for a bad submission.
 
     The file is read once and never written. Its answer cells run with the reference's other cells, and
-    each check cell earns its points when it passes under nbval. A file that is no notebook gets a row
-    with status ``invalid``; a run stopped at ``timeout`` keeps the points of the checks it finished.
-    ``threads`` caps the kernel's CPU threads (see :func:`~dpdl.grading.runner.run_nbval`).
+    each check cell earns its points when it runs without raising; a hidden check also needs the values
+    it records to match ``expected`` (from :func:`reference_values`, computed here when not given). A
+    file that is no notebook gets a row with status ``invalid``; a run stopped at ``timeout`` keeps the
+    points of the checks it finished. ``threads`` caps the kernel's CPU threads (see
+    :func:`~dpdl.grading.runner.run_nbval`).
     """
-    checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in check_cells(reference).items()]
+    hidden = hidden_cells(reference)
+    if expected is None and hidden:
+        expected = reference_values(reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
+    checks = [
+        CheckResult(id_, cell_points(cell), passed=False, hidden=cell_role(cell) == "hidden")
+        for id_, cell in graded_cells(reference).items()
+    ]
     try:
         submission = read_submission(submission_bytes(path), reference)
         merged = merge(reference, submission.answers)
@@ -92,15 +110,20 @@ def grade_submission(
             check.message = "not graded: the submission could not be read"
         return GradeResult(str(path), "invalid", reason, checks)
     try:
-        run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
+        run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads, values=bool(hidden))
     except Exception as err:  # the grader's own trouble (a full disk, say) must not stop the batch
         run = NbvalRun("error", reason=f"the grader failed: {type(err).__name__}: {err}")
-    code_index = {cell_id(cell): i for i, cell in enumerate(c for c in merged.cells if c.cell_type == "code")}
+    code_index = _code_cell_index(merged)
+    recorded, _ = parse_records(run.values)
     not_run = "not run: the notebook was stopped first" if run.status != "completed" else "not run"
     for check in checks:
         outcome = run.cells.get(code_index[check.id])
         check.passed = bool(outcome and outcome.passed)
         check.message = "" if check.passed else (outcome.message if outcome else not_run)
+        if check.passed and check.hidden:
+            difference = judge(check.id, (expected or {}).get(check.id, {}), recorded)
+            check.passed = difference is None
+            check.message = "" if check.passed else f"its values do not match the reference's: {difference}"
     answer_errors = {}
     for id_ in answer_cells(reference):
         outcome = run.cells.get(code_index[id_])
@@ -112,6 +135,53 @@ def grade_submission(
     return GradeResult(
         str(path), status, reason, checks, answer_errors, submission.written, submission.notes, run.seconds
     )
+
+
+def reference_values(
+    reference: Mapping[str, Any],
+    *,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    timeout: float = DEFAULT_TIMEOUT,
+    threads: int | None = None,
+) -> dict[str, dict[str, Record]]:
+    """Run the reference with its own solutions once, and return what its hidden checks record:
+    ``{hidden check id: {name: record}}``, the values every submission's hidden checks must match.
+
+    Raises :class:`ReferenceNotebookError` when the reference fails one of its own checks, or a hidden
+    check records nothing (it would be judged by in-kernel asserts alone) or repeats a name.
+    """
+    hidden = hidden_cells(reference)
+    if not hidden:
+        return {}
+    solutions = {id_: cell_source(cell) for id_, cell in answer_cells(reference).items()}
+    merged = merge(reference, solutions)
+    run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads, values=True)
+    code_index = _code_cell_index(merged)
+    problems = []
+    for id_ in graded_cells(reference):
+        outcome = run.cells.get(code_index[id_])
+        if outcome is None or not outcome.passed:
+            why = outcome.message if outcome else (run.reason or "not run")
+            problems.append(f"the reference's own check {id_!r} does not pass when run: {why}")
+    records, bad = parse_records(run.values)
+    try:
+        expected = expected_by_check(records)
+    except ValueError as err:
+        problems.append(str(err))
+        expected = {}
+    for id_ in sorted(set(expected) - set(hidden)):
+        problems.append(f"values are recorded for {id_!r}, which is not a hidden check's id")
+    for id_ in hidden:
+        if id_ not in expected and not problems:
+            problems.append(
+                f"hidden check {id_!r} records no values; call dpdl.grading.verdict.record({id_!r}, name, value) "
+                f"on what it computes from the student's functions"
+            )
+    if bad:
+        problems.append(f"{bad} recorded line(s) could not be read back")
+    if problems:
+        raise ReferenceNotebookError(problems)
+    return expected
 
 
 def grade(
@@ -148,15 +218,18 @@ def grade(
 
     threads = threads_per_kernel(workers)
     stopping = threading.Event()
+    expected = reference_values(reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
 
     def one(path: str | os.PathLike) -> GradeResult:
         if stopping.is_set():
             return GradeResult(str(path), "error", "not graded: the batch was interrupted")
         sha256 = submission_sha256(path)
         try:
-            result = grade_submission(path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
+            result = grade_submission(
+                path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, expected=expected
+            )
         except Exception as err:  # a bug of the grader's own, met on this submission only: the batch goes on
-            checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in check_cells(reference).items()]
+            checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in graded_cells(reference).items()]
             reason = f"the grader failed: {type(err).__name__}: {str(err)[:300]}"
             result = GradeResult(str(path), "error", reason, checks)
         result.submission_sha256 = sha256
@@ -200,6 +273,12 @@ def threads_per_kernel(workers: int) -> int | None:
     if workers == 1:
         return None
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _code_cell_index(nb: Mapping[str, Any]) -> dict[str | None, int]:
+    """``{dpdl id: index among code cells}``: nbval numbers cells that way."""
+    code = [cell for cell in nb["cells"] if cell.get("cell_type") == "code"]
+    return {cell_id(cell): index for index, cell in enumerate(code)}
 
 
 def submission_bytes(path: str | os.PathLike) -> bytes:

@@ -4,12 +4,16 @@ Every gradable cell carries a stable identity in its metadata, so grading matche
 position (DEVELOPERS.md, "Notebooks"; the assessed exercises of every lab). This module is the single
 source of truth for that convention::
 
-    cell.metadata["dpdl"] = {"id": "<stable id>", "role": "answer" | "check" | "written", "points": <int>}
+    cell.metadata["dpdl"] = {"id": "<stable id>", "role": "answer" | "check" | "hidden" | "written", "points": <int>}
 
 - ``answer``: a code cell the student writes (the instructor source holds the solution between
   ``### BEGIN SOLUTION`` and ``### END SOLUTION``). Only these cells are taken from a submission.
-- ``check``: a code cell of graded asserts, worth ``points`` (a positive int, check cells only). The
-  grader always runs the reference's own check cells and compares their outputs with the reference's.
+- ``check``: a code cell of graded asserts, worth ``points`` (a positive int, graded cells only), that
+  students see in their copy. The grader always runs the reference's own check cells; a check earns its
+  points when it runs to the end without raising (its printed output is feedback, never compared).
+- ``hidden``: a check that students never see: student copies drop it, ``dpdl grade`` runs it. It re-tests
+  the student's functions on unseen inputs, and its verdict also needs the values it records
+  (:mod:`dpdl.grading.verdict`) to match the reference's, compared outside the kernel.
 - ``written``: a markdown cell holding a written answer, collected for manual marking.
 
 Ids are unique in a notebook, made of letters, digits, ``_``, ``-`` and ``.``, and become the column
@@ -34,19 +38,22 @@ __all__ = [
     "mark_cell",
     "answer_cells",
     "check_cells",
+    "hidden_cells",
+    "graded_cells",
     "written_cells",
     "max_points",
     "validate_reference",
 ]
 
 METADATA_KEY = "dpdl"
-ROLES = ("answer", "check", "written")
+ROLES = ("answer", "check", "hidden", "written")
+GRADED_ROLES = ("check", "hidden")  # the roles that carry points
 # marks.csv has these columns besides one per check id, so no cell may be called one of them.
-RESERVED_IDS = frozenset({"submission", "total", "max", "status", "reason"})
+RESERVED_IDS = frozenset({"submission", "total", "max", "status", "reason", "review"})
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SOLUTION_MARKER = re.compile(r"#+\s*BEGIN SOLUTION")
-_CELL_TYPE_OF_ROLE = {"answer": "code", "check": "code", "written": "markdown"}
+_CELL_TYPE_OF_ROLE = {"answer": "code", "check": "code", "hidden": "code", "written": "markdown"}
 
 
 class ReferenceNotebookError(ValueError):
@@ -65,15 +72,15 @@ def cell_id(cell: Mapping[str, Any]) -> str | None:
 
 
 def cell_role(cell: Mapping[str, Any]) -> str | None:
-    """``"answer"``, ``"check"``, ``"written"``, or None for an ordinary cell."""
+    """``"answer"``, ``"check"``, ``"hidden"``, ``"written"``, or None for an ordinary cell."""
     value = _dpdl_metadata(cell).get("role")
     return value if value in ROLES else None
 
 
 def cell_points(cell: Mapping[str, Any]) -> int:
-    """Points a check cell is worth (0 for any other cell)."""
+    """Points a check or hidden cell is worth (0 for any other cell)."""
     value = _dpdl_metadata(cell).get("points")
-    return value if cell_role(cell) == "check" and _is_points(value) else 0
+    return value if cell_role(cell) in GRADED_ROLES and _is_points(value) else 0
 
 
 def cell_source(cell: Mapping[str, Any]) -> str:
@@ -88,8 +95,10 @@ def mark_cell(cell: Any, id: str, role: str, points: int | None = None) -> Any:
         raise ValueError(f"role must be one of {ROLES}; got {role!r}")
     if not isinstance(id, str) or not _ID_PATTERN.match(id) or id in RESERVED_IDS:
         raise ValueError(f"id must be letters, digits, '_', '-' or '.' and not one of {sorted(RESERVED_IDS)}; got {id!r}")
-    if (role == "check") != (points is not None):
-        raise ValueError(f"points are required for check cells and only for them; got role={role!r}, points={points!r}")
+    if (role in GRADED_ROLES) != (points is not None):
+        raise ValueError(
+            f"points are required for check and hidden cells and only for them; got role={role!r}, points={points!r}"
+        )
     entry: dict[str, Any] = {"id": id, "role": role}
     if points is not None:
         entry["points"] = points
@@ -103,8 +112,18 @@ def answer_cells(nb: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_cells(nb: Mapping[str, Any]) -> dict[str, Any]:
-    """``{id: cell}`` of the graded check cells, in notebook order."""
+    """``{id: cell}`` of the visible check cells (those students see), in notebook order."""
     return _cells_with_role(nb, "check")
+
+
+def hidden_cells(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """``{id: cell}`` of the hidden checks (dropped from student copies, run by the grader), in notebook order."""
+    return _cells_with_role(nb, "hidden")
+
+
+def graded_cells(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """``{id: cell}`` of every cell that carries points, visible and hidden, in notebook order."""
+    return _cells_with_role(nb, *GRADED_ROLES)
 
 
 def written_cells(nb: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,8 +132,8 @@ def written_cells(nb: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def max_points(nb: Mapping[str, Any]) -> int:
-    """Total points of the notebook's check cells."""
-    return sum(cell_points(cell) for cell in check_cells(nb).values())
+    """Total points of the notebook's check and hidden cells."""
+    return sum(cell_points(cell) for cell in graded_cells(nb).values())
 
 
 def validate_reference(nb: Mapping[str, Any]) -> None:
@@ -122,7 +141,7 @@ def validate_reference(nb: Mapping[str, Any]) -> None:
 
     Besides well-formed metadata this catches the mistakes that would hand out marks: a solution block
     outside an answer cell (every student would run the instructor's code), a check cell that nbval skips
-    or expects to raise (a stub would pass it), and check cells never executed (nothing to compare with).
+    or expects to raise (a stub would pass it), and check cells never executed (not known to pass).
     """
     problems: list[str] = []
     if nb.get("nbformat") != 4:
@@ -138,9 +157,9 @@ def validate_reference(nb: Mapping[str, Any]) -> None:
                 f"{where} holds a '### BEGIN SOLUTION' block but is not an answer cell: the grader would run the "
                 f"instructor's solution for every student; give it metadata dpdl.role = 'answer'"
             )
-        if role == "check":
+        if role in GRADED_ROLES:
             problems.extend(_check_cell_problems(cell, where))
-    if not problems and not check_cells(nb):
+    if not problems and not graded_cells(nb):
         problems.append("no check cells: mark graded cells with metadata dpdl = {id, role: 'check', points}")
     if problems:
         raise ReferenceNotebookError(problems)
@@ -172,10 +191,10 @@ def _metadata_problems(cell: Mapping[str, Any], where: str, seen: dict[str, int]
     if cell.get("cell_type") != _CELL_TYPE_OF_ROLE[role]:
         problems.append(f"{where}: role {role!r} needs a {_CELL_TYPE_OF_ROLE[role]} cell")
     points = entry.get("points")
-    if role == "check" and not _is_points(points):
-        problems.append(f"{where}: check cell {id_!r} needs points, a positive int; got {points!r}")
-    if role != "check" and points is not None:
-        problems.append(f"{where}: only check cells carry points; remove points from {role} cell {id_!r}")
+    if role in GRADED_ROLES and not _is_points(points):
+        problems.append(f"{where}: {role} cell {id_!r} needs points, a positive int; got {points!r}")
+    if role not in GRADED_ROLES and points is not None:
+        problems.append(f"{where}: only check and hidden cells carry points; remove points from {role} cell {id_!r}")
     return problems
 
 
@@ -193,16 +212,16 @@ def _check_cell_problems(cell: Mapping[str, Any], where: str) -> list[str]:
     if cell.get("execution_count") is None:
         problems.append(
             f"{where}: check cell {cell_id(cell)!r} was never executed; run the reference top to bottom "
-            f"(dpdl notebooks run) so that its outputs can be compared"
+            f"(dpdl notebooks run) so that its checks are known to pass"
         )
     return problems
 
 
-def _cells_with_role(nb: Mapping[str, Any], role: str) -> dict[str, Any]:
+def _cells_with_role(nb: Mapping[str, Any], *roles: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for cell in nb.get("cells", []):
         id_ = cell_id(cell)
-        if id_ is not None and cell_role(cell) == role:
+        if id_ is not None and cell_role(cell) in roles:
             found.setdefault(id_, cell)
     return found
 

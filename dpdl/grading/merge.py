@@ -1,6 +1,6 @@
 """Put a student's answer cells into a copy of the reference notebook: the only thing a submission gives.
 
-Everything else (check cells, setup cells, stored outputs) comes from the reference, so editing or deleting
+Everything else (check and hidden cells, setup cells, stored outputs) comes from the reference, so editing or deleting
 a check cell, reordering cells, adding cells or pasting forged outputs changes nothing (`dpdl grade`).
 """
 
@@ -175,16 +175,15 @@ def read_submission(data: bytes, reference: Mapping[str, Any]) -> Submission:
 def merge(reference: Mapping[str, Any], answers: Mapping[str, str]) -> nbformat.NotebookNode:
     """A copy of ``reference`` whose answer cells hold ``answers`` (a missing id gets :data:`STUB_SOURCE`).
 
-    Code cells other than checks are tagged ``nbval-ignore-output`` so that only check cells are compared
-    with the reference's outputs; an answer that raises still makes the checks after it fail. The
-    reference itself is not modified.
+    Every code cell is tagged ``nbval-ignore-output``: checks are judged by their asserts (a check passes
+    when it runs to the end without raising), so an answer that prints while a check calls it keeps its
+    points. An answer that raises still makes the checks after it fail. The reference is not modified.
     """
     merged = nbformat.from_dict(copy.deepcopy(dict(reference)))
     for cell in merged.cells:
-        role = cell_role(cell)
-        if role == "answer":
+        if cell_role(cell) == "answer":
             cell.source = answers.get(cell_id(cell), STUB_SOURCE)
-        if cell.cell_type == "code" and role != "check":
+        if cell.cell_type == "code":
             tags = cell.metadata.setdefault("tags", [])
             if IGNORE_OUTPUT_TAG not in tags:
                 tags.append(IGNORE_OUTPUT_TAG)

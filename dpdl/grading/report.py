@@ -60,6 +60,7 @@ class CheckResult:
     max_points: int
     passed: bool
     message: str = ""  # why it failed
+    hidden: bool = False  # a hidden check: students never saw it
 
     @property
     def points(self) -> int:
@@ -170,7 +171,8 @@ def feedback_markdown(result: GradeResult) -> str:
         lines += ["| check | points | result |", "|---|---:|---|"]
         for check in result.checks:
             outcome = "passed" if check.passed else f"failed: {check.message or 'not run'}"
-            lines.append(f"| `{check.id}` | {check.points} / {check.max_points} | {_inline(outcome)} |")
+            name = f"`{check.id}` (hidden)" if check.hidden else f"`{check.id}`"
+            lines.append(f"| {name} | {check.points} / {check.max_points} | {_inline(outcome)} |")
         lines.append("")
     if result.answer_errors:
         lines += ["## Your answer cells", ""]

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,9 @@ __all__ = [
     "KERNEL_START_ATTEMPTS",
 ]
 
+# Kept in step with dpdl.grading.verdict, which this file cannot import (see the module docstring).
+VALUES_ENV = "DPDL_GRADE_VALUES"
+MAX_VALUES_BYTES = 8 * 2**20
 # Every process of a grading run inherits this variable, so that strays can be found and ended.
 RUN_TOKEN_ENV = "DPDL_GRADE_RUN"
 # How often nbval may start a kernel that died while starting (see `retry_kernel_starts`).
@@ -78,6 +82,7 @@ class NbvalRun:
     cells: dict[int, CellOutcome] = field(default_factory=dict)
     reason: str = ""
     seconds: float = 0.0
+    values: bytes = b""  # what the kernel recorded through dpdl.grading.verdict (with ``values=True``)
 
 
 def run_nbval(
@@ -87,6 +92,7 @@ def run_nbval(
     timeout: float = 600.0,
     python: str | None = None,
     threads: int | None = None,
+    values: bool = False,
 ) -> NbvalRun:
     """Run notebook ``nb`` (a dict in nbformat 4) with ``pytest --nbval`` in a fresh kernel of this environment.
 
@@ -96,11 +102,14 @@ def run_nbval(
     and the cells finished by then are kept (``status="timeout"``). The kernel works in an empty temporary
     directory with ``CI=1`` and ``DPDL_PROGRESS=0``. ``threads`` caps the kernel's OpenMP/MKL threads (torch's
     CPU pool) unless ``OMP_NUM_THREADS`` is set already: kernels graded side by side that each spin up one
-    thread per core contend for the cores and can run ten times slower, into the cell timeout.
+    thread per core contend for the cores and can run ten times slower, into the cell timeout. With
+    ``values`` the kernel gets a file to record values in (:mod:`dpdl.grading.verdict`), read back into
+    ``NbvalRun.values`` (at most ``MAX_VALUES_BYTES``).
     """
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="dpdl-grade-"))  # the kernel's cwd: holds the notebook only
     private = Path(tempfile.mkdtemp(prefix="dpdl-grade-results-"))  # the recorder's file, away from the kernel
+    channel = Path(tempfile.mkdtemp(prefix="dpdl-grade-values-")) if values else None  # the kernel writes here
     token = uuid.uuid4().hex
     try:
         notebook = work / "submission.ipynb"
@@ -115,9 +124,12 @@ def run_nbval(
             str(notebook),
         ]  # fmt: skip
         command = [python or sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()), str(results), *args]
+        env = _grading_env(token, threads)
+        if channel is not None:
+            env[VALUES_ENV] = str(channel / "values.jsonl")
         with open(log, "wb") as log_file:
             process = subprocess.Popen(
-                command, cwd=work, env=_grading_env(token, threads), stdin=subprocess.DEVNULL,
+                command, cwd=work, env=env, stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             try:
@@ -128,17 +140,22 @@ def run_nbval(
             finally:
                 _end_process_tree(process, token)
         cells, setup_error = _read_results(results)
+        recorded = _read_values(channel / "values.jsonl") if channel is not None else b""
         seconds = time.monotonic() - start
         if timed_out:
             reason = f"the notebook ran past the {timeout:g} s limit (--timeout) and was stopped"
-            return NbvalRun("timeout", cells, reason, seconds)
+            return NbvalRun("timeout", cells, reason, seconds, recorded)
         if returncode not in (0, 1) or setup_error:
             detail = setup_error or _tail(log)
-            return NbvalRun("error", cells, f"nbval could not run the notebook (exit {returncode}): {detail}", seconds)
-        return NbvalRun("completed", cells, "", seconds)
+            return NbvalRun(
+                "error", cells, f"nbval could not run the notebook (exit {returncode}): {detail}", seconds, recorded
+            )
+        return NbvalRun("completed", cells, "", seconds, recorded)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
+        if channel is not None:
+            shutil.rmtree(channel, ignore_errors=True)
 
 
 def _grading_env(token: str, threads: int | None = None) -> dict[str, str]:
@@ -146,6 +163,7 @@ def _grading_env(token: str, threads: int | None = None) -> dict[str, str]:
     if threads is not None and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env.pop("MPLBACKEND", None)  # let the kernel pick inline, as Jupyter does
+    env.pop(VALUES_ENV, None)  # set by run_nbval only when values are wanted
     env.update(
         {
             "CI": "1",
@@ -223,6 +241,18 @@ def _read_results(path: Path) -> tuple[dict[int, CellOutcome], str]:
         if previous is None or (previous.passed and not passed):
             cells[index] = CellOutcome(index, bool(passed), "" if passed else message)
     return cells, "" if any_call else setup_error
+
+
+def _read_values(path: Path) -> bytes:
+    """The kernel's values file, at most ``MAX_VALUES_BYTES`` of it; only a regular file is read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return b""
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return b""
+        return file.read(MAX_VALUES_BYTES)
 
 
 def _tail(path: Path) -> str:

@@ -26,6 +26,7 @@ What the student copy keeps and drops:
 * Except tracebacks: an error output keeps only its last line (``ValueError: ...``), because
   IPython's traceback quotes the source lines of the functions it passes through, solutions included.
 * Cell ids and metadata (the ``dpdl`` dict the grader matches cells by) are kept unchanged.
+* Hidden checks (``metadata.dpdl.role == "hidden"``) are dropped: only ``dpdl grade`` runs them.
 * The Colab badge in the first markdown cell is rewritten to open the student copy, and the install
   cell to install from the same repository (``repo``, default the ``public-repo`` setting) and branch.
 * ``metadata.dpdl_build.sha256`` records what was written, so that ``dpdl notebooks build`` can tell a
@@ -197,6 +198,7 @@ def build_student_copy(
         raise ValueError(f"{source_path} is a student copy; build from the instructor source beside student/")
     nb = read_notebook(source_path)
     student = copy.deepcopy(nb)
+    student.cells = [cell for cell in student.cells if not _is_hidden_check(cell)]
     for index, cell in enumerate(student.cells):
         try:
             new_source = stub_source(cell.source, cell.cell_type, cell_id=cell.metadata.get("dpdl", {}).get("id"))
@@ -454,6 +456,12 @@ def _content_hash(nb: NotebookNode) -> str:
 def _stamp(nb: NotebookNode) -> None:
     nb.metadata.pop(BUILD_METADATA, None)
     nb.metadata[BUILD_METADATA] = {"sha256": _content_hash(nb)}
+
+
+def _is_hidden_check(cell) -> bool:
+    """A grader-only check (``metadata.dpdl.role == "hidden"``): it never reaches a student."""
+    entry = cell.get("metadata", {}).get("dpdl")
+    return isinstance(entry, dict) and entry.get("role") == "hidden"
 
 
 def _check_stub_compiles(original: str, stubbed: str, path: Path, index: int) -> None:
