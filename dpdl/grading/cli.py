@@ -92,10 +92,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from dpdl.grading import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT, ReferenceNotebookError, grade, load_reference
+    from dpdl.grading import (
+        DEFAULT_CELL_TIMEOUT,
+        DEFAULT_TIMEOUT,
+        ReferenceNotebookError,
+        grade,
+        load_reference,
+        submission_sha256,
+    )
     from dpdl.grading.batch import BatchOutput, file_sha256, shard
     from dpdl.grading.cells import written_cells
-    from dpdl.grading import submission_sha256
 
     try:
         reference = load_reference(args.reference)
@@ -136,11 +142,12 @@ def _grade(args: argparse.Namespace) -> int:
 
     previous = _terminate_as_interrupt()
     try:
-        grade(
-            reference, todo, workers=args.workers,
-            cell_timeout=args.cell_timeout or DEFAULT_CELL_TIMEOUT, timeout=args.timeout or DEFAULT_TIMEOUT,
-            on_result=finished,
-        )  # fmt: skip
+        if todo:  # nothing left to grade: not even the reference needs to run
+            grade(
+                reference, todo, workers=args.workers,
+                cell_timeout=args.cell_timeout or DEFAULT_CELL_TIMEOUT, timeout=args.timeout or DEFAULT_TIMEOUT,
+                on_result=finished,
+            )  # fmt: skip
         output.finish()
     except ModuleNotFoundError as err:
         print(f"dpdl grade: {err}", file=sys.stderr)
