@@ -25,6 +25,7 @@ import pytest
 from dpdl import grading
 from dpdl.grading import grade, submission_bytes
 from dpdl.grading.batch import BatchOutput, Record, merge_outputs, parse_shard, read_records, records_dir, shard
+from dpdl.grading.cells import cell_points, cell_role, graded_cells
 from dpdl.grading.cli import register
 from dpdl.grading.merge import SubmissionError
 from dpdl.grading.report import (
@@ -240,8 +241,18 @@ def test_a_writer_killed_at_any_moment_leaves_a_whole_file(tmp_path):
         assert first == last and int(first) >= 1 and body == "x" * 2_000_000
 
 
+@pytest.fixture(scope="module")
+def plain_reference(tmp_path_factory):
+    """The fixture's reference without its hidden check: these tests are about the batch, and a reference
+    without hidden checks needs no run of its own, so each graded submission costs one kernel only."""
+    nb = exercise.reference()
+    nb.cells = [cell for cell in nb.cells if cell_role(cell) != "hidden"]
+    path = write(nb, tmp_path_factory.mktemp("plain") / "reference.ipynb")
+    return path, sum(cell_points(cell) for cell in graded_cells(nb).values())
+
+
 def _solved_copies(folder, count):
-    """``count`` submissions that each take a kernel: the reference, one with only mse solved."""
+    """``count`` submissions that each take a kernel: the reference, one with only mse solved, in turn."""
     folder.mkdir(exist_ok=True)
     paths = []
     for index in range(count):
@@ -250,16 +261,20 @@ def _solved_copies(folder, count):
     return paths
 
 
-def _grade_command(out, paths, *extra):
-    return [sys.executable, "-m", "dpdl.cli", "grade", "--reference", str(REFERENCE), "--out", str(out), "--cell-timeout", "30", *extra, *map(str, paths)]
+def _grade_command(reference, out, paths, *extra):
+    return [
+        sys.executable, "-m", "dpdl.cli", "grade", "--reference", str(reference), "--out", str(out),
+        "--cell-timeout", "30", *extra, *map(str, paths),
+    ]  # fmt: skip
 
 
-def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_rest(tmp_path):
-    paths = _solved_copies(tmp_path / "submissions", 4)
-    before = _fingerprints([REFERENCE, *paths])
+def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_rest(tmp_path, plain_reference):
+    reference, full_marks = plain_reference
+    paths = _solved_copies(tmp_path / "submissions", 3)
+    before = _fingerprints([reference, *paths])
     out = tmp_path / "out" / "marks.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DPDL_PROGRESS": "0"}
-    grader = subprocess.Popen(_grade_command(out, paths), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    grader = subprocess.Popen(_grade_command(reference, out, paths), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = records_dir(out)
     deadline = time.monotonic() + 240
     while len(list(records.glob("*.json"))) < 1 and time.monotonic() < deadline and grader.poll() is None:
@@ -274,32 +289,32 @@ def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_res
         except psutil.Error:
             pass
     kept, problems = read_records(records)
-    assert 1 <= len(kept) < 4 and problems == []
+    assert 1 <= len(kept) < 3 and problems == []
     rows = list(csv.DictReader(out.open(encoding="utf-8"))) if out.exists() else []
     assert {row["submission"] for row in rows} <= set(kept), "marks.csv follows the records, at most one behind"
     assert len(rows) >= len(kept) - 1
     for row in rows:
-        assert row["status"] == "graded" and row["total"] in {str(MAX_POINTS), str(MSE_POINTS)}
+        assert row["status"] == "graded" and row["total"] in {str(full_marks), str(MSE_POINTS)}
     first_record = {path: path.stat().st_mtime_ns for path in records.glob("*.json")}
 
-    done = subprocess.run(_grade_command(out, paths, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_grade_command(reference, out, paths, "--resume"), env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"--resume: {len(kept)} of 4 submissions already graded with this reference" in done.stdout
-    assert done.stdout.count("graded [") == 4 - len(kept)
+    assert f"--resume: {len(kept)} of 3 submissions already graded with this reference" in done.stdout
+    assert done.stdout.count("graded [") == 3 - len(kept)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    expected = [(str(path), str(MAX_POINTS if i % 2 == 0 else MSE_POINTS)) for i, path in enumerate(paths)]
+    expected = [(str(path), str(full_marks if i % 2 == 0 else MSE_POINTS)) for i, path in enumerate(paths)]
     assert [(row["submission"], row["total"]) for row in rows] == expected
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in first_record.items()), "kept rows are not redone"
     assert not [p for p in out.parent.rglob(".*.tmp")], "no temporary file is left behind"
-    assert len(list((out.parent / "marks_feedback").glob("student*.md"))) == 4
-    assert _fingerprints([REFERENCE, *paths]) == before, "inputs are never modified"
+    assert len(list((out.parent / "marks_feedback").glob("student*.md"))) == 3
+    assert _fingerprints([reference, *paths]) == before, "inputs are never modified"
 
 
-def test_sigterm_ends_the_running_notebooks_and_exits_130_with_whole_rows(tmp_path):
+def test_sigterm_ends_the_running_notebooks_and_exits_130_with_whole_rows(tmp_path, plain_reference):
     paths = _solved_copies(tmp_path / "submissions", 4)
     out = tmp_path / "out" / "marks.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DPDL_PROGRESS": "0"}
-    grader = subprocess.Popen(_grade_command(out, paths, "--workers", "2"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    grader = subprocess.Popen(_grade_command(plain_reference[0], out, paths, "--workers", "2"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not list(records_dir(out).glob("*.json")) and time.monotonic() < deadline and grader.poll() is None:
         time.sleep(0.05)

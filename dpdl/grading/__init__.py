@@ -22,6 +22,7 @@ import os
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -201,7 +202,9 @@ def grade(
     gives its own row (``invalid`` for a file that cannot be read, ``error`` for a run that broke down). On
     an interrupt (Ctrl-C, or SIGTERM turned into one by the caller) the running notebooks are killed and no
     further ``on_result`` call is made. With several workers the CPU cores are shared out: each kernel gets
-    ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` says otherwise.
+    ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` says otherwise. The reference
+    runs once, before the first submission that can run, to learn its hidden checks' values; a reference
+    that fails its own checks raises :class:`ReferenceNotebookError` and stops the batch.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
@@ -218,16 +221,38 @@ def grade(
 
     threads = threads_per_kernel(workers)
     stopping = threading.Event()
-    expected = reference_values(reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
+    learnt: list[Any] = []  # the reference's hidden-check values, or the error that running it raised
+    learning = threading.Lock()
+
+    def expected_for(path: str | os.PathLike) -> Mapping[str, Mapping[str, Record]] | None:
+        """The reference's values (it runs once, when the first submission that can run needs them), or
+        None for a file that is refused while being read: a batch of such files starts no kernel."""
+        try:
+            read_submission(submission_bytes(path), reference)
+        except Exception:
+            return None
+        with learning:
+            if not learnt:
+                try:
+                    learnt.append(reference_values(reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads))
+                except Exception as err:  # a reference that fails its own checks stops the batch, in every worker
+                    learnt.append(err)
+        if isinstance(learnt[0], Exception):
+            raise learnt[0]
+        return learnt[0]
 
     def one(path: str | os.PathLike) -> GradeResult:
         if stopping.is_set():
             return GradeResult(str(path), "error", "not graded: the batch was interrupted")
         sha256 = submission_sha256(path)
+        expected = expected_for(path)
         try:
             result = grade_submission(
-                path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, expected=expected
+                path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, expected=expected or {}
             )
+            if expected is None and result.status != "invalid":  # unreadable a moment ago: hidden checks unjudged
+                reason = "the file changed while it was being graded; grade it again (--resume)"
+                result = GradeResult(str(path), "error", reason, [replace(c, passed=False) for c in result.checks])
         except Exception as err:  # a bug of the grader's own, met on this submission only: the batch goes on
             checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in graded_cells(reference).items()]
             reason = f"the grader failed: {type(err).__name__}: {str(err)[:300]}"
