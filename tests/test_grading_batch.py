@@ -21,13 +21,15 @@ from pathlib import Path
 import mistune
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dpdl import grading
 from dpdl.grading import grade, submission_bytes
 from dpdl.grading.batch import BatchOutput, Record, merge_outputs, parse_shard, read_records, records_dir, shard
 from dpdl.grading.cells import cell_points, cell_role, graded_cells
 from dpdl.grading.cli import register
-from dpdl.grading.merge import SubmissionError
+from dpdl.grading.merge import SubmissionError, read_submission
 from dpdl.grading.report import (
     CheckResult,
     GradeResult,
@@ -150,6 +152,39 @@ def test_a_file_name_that_is_not_utf8_still_gets_its_row(tmp_path):
     rows = list(csv.reader(out.open(encoding="utf-8")))
     assert rows[1][0].endswith("bad\\udcff\x1b[31m.ipynb") and rows[1][3] == "invalid"
     assert len(read_records(records_dir(out))[0]) == 1
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+CELL = st.fixed_dictionaries(
+    {},
+    optional={
+        "cell_type": st.sampled_from(["code", "markdown", "raw"]) | JSON,
+        "source": st.text(max_size=30) | st.lists(st.text(max_size=10) | JSON, max_size=3) | JSON,
+        "metadata": st.fixed_dictionaries({}, optional={"dpdl": st.fixed_dictionaries(
+            {}, optional={"id": st.sampled_from(["mse", "softmax", "step", "check_mse", "why_max"]) | JSON, "role": JSON}
+        ) | JSON}) | JSON,
+    },
+) | JSON
+
+
+READ_ONLY_REFERENCE = exercise.reference()  # read_submission only reads it
+
+
+@settings(max_examples=200, deadline=None)
+@given(cells=st.lists(CELL, max_size=6), extra=st.dictionaries(st.text(max_size=8), JSON, max_size=3))
+def test_reading_any_json_either_gives_answers_or_says_why_not(cells, extra):
+    """Whatever a notebook's JSON holds, reading it returns answers or raises SubmissionError (an invalid row)."""
+    data = json.dumps({**extra, "nbformat": 4, "cells": cells}).encode()
+    try:
+        submission = read_submission(data, READ_ONLY_REFERENCE)
+    except SubmissionError:
+        return
+    assert all(isinstance(source, str) for source in submission.answers.values())
+    assert all(isinstance(text, str) for text in submission.written.values())
 
 
 # --- safe output ----------------------------------------------------------------------------------------

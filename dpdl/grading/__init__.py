@@ -320,7 +320,8 @@ def submission_bytes(path: str | os.PathLike) -> bytes:
     kind = _not_regular(before.st_mode)
     if kind:
         raise SubmissionError(f"not a notebook: the submission is {kind}; submit the .ipynb file itself")
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))  # POSIX only
     with os.fdopen(descriptor, "rb", buffering=0) as file:
         opened = os.fstat(descriptor)
         if _not_regular(opened.st_mode) or (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
