@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "dpdl.grading.cli",
     "dpdl.grading.selfcheck",
     "dpdl.release",
+    "dpdl.site",
 )
 # What to install when a subcommand's module cannot be imported (students have no use for the dev extras).
 _INSTALL_HINTS = {"check": "install Jupyter's notebook tools with: pip install nbformat nbclient ipykernel"}

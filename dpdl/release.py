@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dpdl.binder import with_binder_section, write_binder_files
 from dpdl.notebooks import (
     BRANCH,
     PUBLIC_REPO_SETTING,
@@ -122,7 +123,11 @@ def write_release(
                 shutil.copy2(root / name, staging / name)
         pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
         (staging / "pyproject.toml").write_text(_with_public_repo(pyproject, repo), encoding="utf-8")
-        (staging / "README.md").write_text(student_readme(notebooks, repo=repo, branch=branch), encoding="utf-8")
+        readme = student_readme(notebooks, repo=repo, branch=branch)
+        # Binder and JupyterHub (dpdl.binder): the repo2docker files, and a launch badge in the README.
+        write_binder_files(staging)
+        readme = with_binder_section(readme, repo=repo, branch=branch)
+        (staging / "README.md").write_text(readme, encoding="utf-8")
         for relative, nb in notebooks.items():
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)

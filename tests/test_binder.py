@@ -1,0 +1,99 @@
+"""The release's repo2docker files (``binder/``): they are there, they are valid, their requirements resolve
+against the constraints, and postBuild puts every dataset into the image from a mirror.
+
+No container can be built here; these tests check each file the way repo2docker uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpdl.binder import BINDER_FOLDER, binder_url, with_binder_section
+from dpdl.notebooks import find_repo_root
+
+ROOT = find_repo_root(Path(__file__).parent)
+_NO_INDEX_SIGNS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
+                   "Network is unreachable", "No matching distribution found for setuptools", "ProxyError",
+                   "Could not fetch URL", "Max retries exceeded")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    from dpdl.release import write_release
+
+    return write_release(tmp_path_factory.mktemp("binder") / "release", root=ROOT)
+
+
+def test_the_release_carries_the_binder_files_and_a_launch_badge(release):
+    from dpdl.release import public_repo
+
+    binder = release / BINDER_FOLDER
+    assert sorted(path.name for path in binder.iterdir()) == ["postBuild", "requirements.txt", "start"]
+    for script in ("postBuild", "start"):
+        assert (binder / script).stat().st_mode & stat.S_IXUSR, f"{script} must be executable for repo2docker"
+    readme = (release / "README.md").read_text(encoding="utf-8")
+    badge = f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(public_repo(ROOT))})"
+    assert badge in readme
+    assert readme.index("## On Binder or a JupyterHub") < readme.index("## Data")
+
+
+def test_post_build_and_start_are_valid_bash(release):
+    for script in ("postBuild", "start"):
+        result = subprocess.run(["bash", "-n", str(release / BINDER_FOLDER / script)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_start_points_dpdl_at_the_datasets_in_the_image_and_runs_the_server_command(release, tmp_path):
+    env = {**os.environ, "NB_PYTHON_PREFIX": str(tmp_path)}
+    env.pop("DPDL_DATA_DIR", None)
+    out = subprocess.run([str(release / BINDER_FOLDER / "start"), "sh", "-c", 'echo "$DPDL_DATA_DIR"'],
+                         capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == f"{tmp_path}/share/dpdl-data"
+
+
+def test_the_binder_section_goes_before_data_or_at_the_end():
+    assert with_binder_section("# R\n\n## Data\n\nx\n", repo="a/b").index("## On Binder") < 10
+    assert with_binder_section("# R\n", repo="a/b").rstrip().endswith("download your notebooks.")
+    with pytest.raises(ValueError):
+        binder_url("not a repo")
+
+
+def test_the_requirements_resolve_against_the_constraints(release):
+    """``pip install --dry-run`` of binder/requirements.txt from the release's root, as repo2docker runs it
+    (its nested ``-c ../constraints.txt`` pins every version). Needs the package index: skipped without it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--no-input",
+         "--disable-pip-version-check", "--timeout", "20", "-r", f"{BINDER_FOLDER}/requirements.txt"],
+        cwd=release, capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and any(sign in output for sign in _NO_INDEX_SIGNS):
+        pytest.skip(f"no package index reachable: {output.strip().splitlines()[-1]}")
+    assert result.returncode == 0, output[-3000:]
+
+
+@pytest.mark.integration
+def test_post_build_fetches_every_dataset_into_the_image_from_a_mirror(release, tmp_path):
+    """postBuild as repo2docker runs it, with the release's own dpdl and registry, offline, from the mirror."""
+    mirror = os.environ.get("DPDL_DATA_MIRROR") or str(ROOT.parent / "shared" / "datasets")
+    if not Path(mirror.split(os.pathsep)[0]).is_dir():
+        pytest.skip("no data mirror (set DPDL_DATA_MIRROR or put the datasets in ../shared/datasets)")
+    dpdl_script = shutil.which("dpdl")
+    assert dpdl_script, "the dpdl command is not on PATH"
+    env = {**os.environ, "NB_PYTHON_PREFIX": str(tmp_path / "image"), "DPDL_DATA_MIRROR": mirror,
+           "DPDL_OFFLINE": "1", "HOME": str(tmp_path / "home"), "PYTHONPATH": str(release),
+           "PATH": f"{Path(dpdl_script).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DPDL_DATA_DIR", None)
+    result = subprocess.run([str(release / BINDER_FOLDER / "postBuild")], cwd=release, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    data = tmp_path / "image" / "share" / "dpdl-data"
+    assert (data / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.gz")), "data went into $HOME"
