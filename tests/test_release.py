@@ -100,7 +100,7 @@ def _needles(sources: list[Path], public: str = "") -> list[tuple[str, str]]:
     needles = {}
     for source in sources:
         for kind, text in _secrets(read_notebook(source))[0]:
-            where = f"{source.relative_to(ROOT)} {kind}"
+            where = f"{source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} {kind}"
             candidates = [_normalise(text)] + [_normalise(line) for line in text.split("\n")]
             for candidate in candidates:
                 if len(candidate) >= MIN_SECRET and candidate not in public:
@@ -315,3 +315,43 @@ def test_release_installs_in_a_fresh_venv_runs_doctor_and_a_notebook_up_to_its_f
     """)
     assert run(python, "-c", script).strip().startswith("True ")
     probe.unlink()
+
+
+def _mini_course(root: Path) -> Path:
+    """A course source in miniature: the package's own files, the grading fixture as lab 1's exercise (it
+    has a solution, a model answer and a hidden check)."""
+    import shutil
+
+    root.mkdir()
+    (root / "pyproject.toml").write_text(f'[project]\nname = "dpdl"\n\n[tool.dpdl]\npublic-repo = "{REPO}"\n')
+    shutil.copytree(ROOT / "dpdl", root / "dpdl", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "datasets", root / "datasets")
+    exercise = root / "exercises" / "lab1" / "lab1_exercise.ipynb"
+    exercise.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "fixtures" / "grading" / "reference.ipynb", exercise)
+    return exercise
+
+
+def test_the_hidden_check_of_an_exercise_never_reaches_the_release_and_the_search_would_see_it(tmp_path):
+    exercise = _mini_course(tmp_path / "course")
+    secrets, _ = _secrets(read_notebook(exercise))
+    assert [kind.split(" (")[0] for kind, _ in secrets] == ["solution", "solution", "hidden check", "model answer",
+                                                            "solution"]
+    needles = _needles([exercise], "\0".join(_secrets(read_notebook(exercise))[1]))
+    assert any("hidden check" in where for where, _ in needles)
+    out = write_release(tmp_path / "out", root=tmp_path / "course")
+    copy = read_notebook(out / "exercises" / "lab1" / "student" / "lab1_exercise.ipynb")
+    assert "hidden_softmax" not in [cell.metadata.get("dpdl", {}).get("id") for cell in copy.cells]
+    # (The package is searched with the real exercises above; its docstrings quote this fixture.)
+    assert not _leaks(needles, _haystacks(out / "exercises"))
+    assert _leaks(needles, _haystacks(tmp_path / "course" / "exercises")), "the source itself holds them"
+
+
+def test_a_hidden_check_that_the_build_let_through_stops_the_release(tmp_path, monkeypatch):
+    from dpdl.notebooks import build
+
+    _mini_course(tmp_path / "course")
+    monkeypatch.setattr(build, "_is_hidden_check", lambda cell: False)  # a build that forgot to drop them
+    with pytest.raises(ReleaseError, match="a hidden check would be published"):
+        write_release(tmp_path / "out", root=tmp_path / "course")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

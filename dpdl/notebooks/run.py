@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import os
 import re
+import subprocess
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -50,6 +52,7 @@ PERSONAL_NOTEBOOK_METADATA = (
 PERSONAL_CELL_METADATA = ("colab", "id", "outputId", "executionInfo", "execution", "ExecuteTime", "pycharm", "vscode")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 RAISES_EXCEPTION_TAG = "raises-exception"  # nbclient, nbval and JupyterLab's "Run All" honour it
+KERNEL_START_ATTEMPTS = 3  # kernels started side by side may die before their first cell (a port race)
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -162,10 +165,6 @@ class StubRun:
                 if not tagged and not (self.reached_stub and index == self.stopped_at)]
 
 
-class _RunAllStops(Exception):
-    pass
-
-
 def run_to_first_stub(
     path: str | os.PathLike, *, timeout: int = 600, env: Mapping[str, str | None] | None = None
 ) -> StubRun:
@@ -180,34 +179,39 @@ def run_to_first_stub(
     from dpdl.notebooks.build import is_stub_cell
 
     path = Path(path)
-    nb = read_notebook(path)
     errors: list[tuple[int, str, bool]] = []
-    stubs: list[int] = []
-    stopped: list[int] = []
-
-    def look(cell, cell_index, **_):
-        if is_stub_cell(cell.source):
-            stubs.append(cell_index)
-        raised = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
-        if not raised:
-            return
-        tagged = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", [])
-        errors.append((cell_index, f"{raised[0].ename}: {raised[0].evalue}", tagged))
-        if not tagged:
-            stopped.append(cell_index)
-            raise _RunAllStops
-
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=True, record_timing=False,
-        resources={"metadata": {"path": str(path.parent.absolute())}}, on_cell_executed=look,
-    )
+    first_stub = stopped_at = None
     start = time.perf_counter()
-    try:
-        client.execute(env=kernel_env(env))
-    except _RunAllStops:
-        pass
-    return StubRun(path, stubs[0] if stubs else None, stopped[0] if stopped else None, tuple(errors),
-                   time.perf_counter() - start)
+    with ExitStack() as kernel:
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            nb = read_notebook(path)
+            client = NotebookClient(
+                nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=True, record_timing=False,
+                resources={"metadata": {"path": str(path.parent.absolute())}},
+            )
+            client.reset_execution_trackers()
+            try:  # the kernel's own output is only ipykernel's start-up chatter: the cells' goes to nb
+                kernel.enter_context(client.setup_kernel(env=kernel_env(env), stdout=subprocess.DEVNULL,
+                                                         stderr=subprocess.DEVNULL))
+                break
+            except RuntimeError:  # died before its first cell (a port race, DEVELOPERS.md "Tests"): again
+                if attempt == KERNEL_START_ATTEMPTS:
+                    raise
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            client.execute_cell(cell, index)
+            if first_stub is None and is_stub_cell(cell.source):
+                first_stub = index
+            raised = [output for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+            if not raised:
+                continue
+            tagged = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", [])
+            errors.append((index, f"{raised[0].ename}: {raised[0].evalue}", tagged))
+            if not tagged:  # Run All stops here
+                stopped_at = index
+                break
+    return StubRun(path, first_stub, stopped_at, tuple(errors), time.perf_counter() - start)
 
 
 def clean_notebook(nb: NotebookNode) -> NotebookNode:
