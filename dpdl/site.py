@@ -30,7 +30,7 @@ from typing import Any
 from dpdl.notebooks import BRANCH, COLAB_BADGE_IMAGE, colab_url, find_repo_root, public_repo
 
 __all__ = ["SiteError", "SitePage", "build_site", "site_pages", "lab_topics", "home_page", "datasets_page",
-           "jupyter_display_maths", "register"]
+           "jupyter_display_maths", "release_target", "register"]
 
 # Written into every site this command builds: a non-empty OUT_DIR is replaced only when it holds this file.
 SITE_MARKER = ".dpdl-site"
@@ -92,9 +92,12 @@ def build_site(
 
     ``release`` is a folder written by ``dpdl release``; without it a fresh release of the source at ``root``
     (default: the repository around the working directory) is written into a temporary folder first, for
-    ``repo`` and ``branch``. Colab and Binder links point at ``repo`` (default: the release's own
-    ``public-repo`` setting). ``out_dir`` must be new, empty or an earlier site (it holds ``.dpdl-site``);
-    the site is built beside it and moved into place only when the build succeeded.
+    ``repo`` and ``branch`` (default: the ``public-repo`` setting, ``main``). Colab and Binder links point
+    where the release's notebooks do (:func:`release_target`); ``repo`` or ``branch`` that disagree with a
+    given ``release`` are refused, since its notebooks and downloads would not follow them.
+
+    ``out_dir`` must be new, empty or an earlier site (it holds ``.dpdl-site``); the site is built elsewhere
+    and moved into place only when the build succeeded, so a failed build leaves ``out_dir`` as it was.
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
@@ -106,10 +109,14 @@ def build_site(
             source_root = Path(root) if root is not None else find_repo_root()
             release = write_release(work / "release", repo=repo, branch=branch, root=source_root)
         release = Path(release)
-        repo = repo or public_repo(release)
-        branch = branch or BRANCH
         topics = lab_topics(_labs_readme(release, root))
         pages = site_pages(release, order=list(topics))
+        published = release_target(release, pages)
+        for option, given, found in (("--repo", repo, published[0]), ("--branch", branch, published[1])):
+            if given is not None and given != found:
+                raise SiteError(f"the release in {release} was written for {found!r}, not {option} {given!r}: "
+                                f"leave out {option}, or write a new release with `dpdl release {option} {given}`")
+        repo, branch = published
         source_dir = work / "source"
         _write_sources(source_dir, release, pages, topics, repo=repo, branch=branch)
         built = work / "html"
@@ -121,9 +128,11 @@ def build_site(
         staging.rmdir()
         shutil.move(str(built), staging)
         os.chmod(staging, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # empty, or an earlier site (checked above)
+        previous = staging.with_name(staging.name + ".old")
+        if out_dir.exists():  # empty, or an earlier site (checked above): set aside, removed once replaced
+            os.replace(out_dir, previous)
         os.replace(staging, out_dir)
+        shutil.rmtree(previous, ignore_errors=True)
     return out_dir
 
 
@@ -153,6 +162,25 @@ def site_pages(release: str | os.PathLike, *, order: list[str] | None = None) ->
     rank = {stem: index for index, stem in enumerate(order or [])}
     return sorted(pages, key=lambda page: (page.kind != "lab", page.lab, rank.get(page.source.stem, len(rank)),
                                            page.docname))
+
+
+def release_target(release: str | os.PathLike, pages: list[SitePage]) -> tuple[str, str]:
+    """``(repository, branch)`` that the release was written for, read from its notebooks' Colab badges (so
+    the site's links agree with the notebooks'); the release's ``public-repo`` and ``main`` when no badge
+    says. A release whose badges disagree is refused."""
+    from dpdl.notebooks import read_notebook
+
+    release = Path(release)
+    found = set()
+    for page in pages:
+        pattern = re.compile(r"https://colab\.research\.google\.com/github/(?P<repo>[^/\s)]+/[^/\s)]+)/blob/"
+                             rf"(?P<branch>[^\s)]+?)/{re.escape(page.source.as_posix())}(?=[\s)\"]|$)")
+        for cell in read_notebook(release / page.source).cells:
+            found |= {(match["repo"], match["branch"]) for match in pattern.finditer(cell.source)}
+    if len(found) > 1:
+        raise SiteError(f"the notebooks in {release} open different repositories or branches on Colab "
+                        f"({sorted(found)}); write the release again with `dpdl release`")
+    return found.pop() if found else (public_repo(release), BRANCH)
 
 
 def lab_topics(labs_readme: str) -> dict[str, str]:
@@ -286,8 +314,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty folder, or an earlier site to replace")
     parser.add_argument("--release", metavar="DIR", help="a folder written by `dpdl release` (default: write one now)")
-    parser.add_argument("--repo", metavar="OWNER/NAME", help="the public repository Colab and Binder links open "
-                        "(default: the release's public-repo setting)")
+    parser.add_argument("--repo", metavar="OWNER/NAME", help="the public repository Colab and Binder links open, "
+                        "for the release written without --release (default: the public-repo setting)")
     parser.add_argument("--branch", metavar="BRANCH", help=f"its branch (default: {BRANCH})")
     parser.set_defaults(func=_run)
 
@@ -402,12 +430,16 @@ def _conf(repo: str) -> dict[str, Any]:
 def _run_sphinx(source_dir: Path, out_dir: Path, doctrees: Path, *, repo: str, jobs: int) -> None:
     from sphinx.application import Sphinx
     from sphinx.util.console import nocolor
+    from sphinx.util.docutils import docutils_namespace, patch_docutils
 
     nocolor()
     warnings = io.StringIO()
-    app = Sphinx(str(source_dir), None, str(out_dir), str(doctrees), "html", confoverrides=_conf(repo),
-                 status=None, warning=warnings, freshenv=True, parallel=max(1, jobs))
-    app.build()
+    # As sphinx-build does: docutils' registries are global, and a second build in one process (the tests,
+    # the benchmark) would otherwise warn about every node and directive registered twice.
+    with patch_docutils(None), docutils_namespace():
+        app = Sphinx(str(source_dir), None, str(out_dir), str(doctrees), "html", confoverrides=_conf(repo),
+                     status=None, warning=warnings, freshenv=True, parallel=max(1, jobs))
+        app.build()
     if app.statuscode != 0:
         raise SiteError(f"Sphinx failed:\n{warnings.getvalue()}")
     for line in warnings.getvalue().splitlines():

@@ -7,10 +7,10 @@ No container can be built here; these tests check each file the way repo2docker 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -80,20 +80,33 @@ def test_the_requirements_resolve_against_the_constraints(release):
 
 
 @pytest.mark.integration
-def test_post_build_fetches_every_dataset_into_the_image_from_a_mirror(release, tmp_path):
-    """postBuild as repo2docker runs it, with the release's own dpdl and registry, offline, from the mirror."""
+def test_post_build_in_a_fresh_venv_fetches_every_dataset_into_the_image_from_the_mirror(release, tmp_path):
+    """As repo2docker would: the release installed into a new venv, then postBuild, offline, from the mirror.
+
+    The venv sees this environment's packages through a ``.pth`` line (torch is not downloaded again), but
+    its ``dpdl`` is the release's, installed from the release's folder."""
     mirror = os.environ.get("DPDL_DATA_MIRROR") or str(ROOT.parent / "shared" / "datasets")
     if not Path(mirror.split(os.pathsep)[0]).is_dir():
         pytest.skip("no data mirror (set DPDL_DATA_MIRROR or put the datasets in ../shared/datasets)")
-    dpdl_script = shutil.which("dpdl")
-    assert dpdl_script, "the dpdl command is not on PATH"
-    env = {**os.environ, "NB_PYTHON_PREFIX": str(tmp_path / "image"), "DPDL_DATA_MIRROR": mirror,
-           "DPDL_OFFLINE": "1", "HOME": str(tmp_path / "home"), "PYTHONPATH": str(release),
-           "PATH": f"{Path(dpdl_script).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("DPDL_DATA_DIR", None)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    Path(venv_site, "parent-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--disable-pip-version-check", str(release)],
+                   check=True, capture_output=True, text=True)
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DPDL_DATA_DIR", "PYTHONPATH", "VIRTUAL_ENV"}}
+    env.update({"NB_PYTHON_PREFIX": str(venv), "DPDL_DATA_MIRROR": mirror, "DPDL_OFFLINE": "1",
+                "HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"})
+    where = subprocess.run([str(python), "-c", "import dpdl; print(dpdl.__file__)"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(venv_site), f"the venv imports another dpdl: {where}"
     result = subprocess.run([str(release / BINDER_FOLDER / "postBuild")], cwd=release, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    data = tmp_path / "image" / "share" / "dpdl-data"
+    data = venv / "share" / "dpdl-data"
     assert (data / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.gz")), "data went into $HOME"

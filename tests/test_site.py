@@ -166,6 +166,43 @@ def test_dpdl_site_refuses_a_folder_it_did_not_write(tmp_path, built):
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_a_new_build_replaces_an_earlier_site_whole(tmp_path, built):
+    """Into a folder holding an earlier site (its .dpdl-site marker): nothing of the old one is left. A small
+    release (one lab notebook, one exercise) keeps this build short."""
+    from dpdl.site import SITE_MARKER, build_site
+
+    release, _, _ = built
+    small = tmp_path / "release"
+    for relative in ("labs/lab1/student/lab1_tensors.ipynb", "exercises/lab1/student/lab1_exercise.ipynb",
+                     "datasets/registry.json", "pyproject.toml", "README.md"):
+        (small / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(release / relative, small / relative)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / SITE_MARKER).write_text("earlier")
+    (site / "stale.html").write_text("from the earlier site")
+    build_site(site, release=small, root=ROOT)
+    assert not (site / "stale.html").exists()
+    assert (site / "labs" / "lab1" / "lab1_tensors.html").is_file() and (site / SITE_MARKER).is_file()
+    assert not (site / "labs" / "lab2").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["release", "site"], "a temporary folder is left"
+
+
+def test_links_follow_the_repository_and_branch_the_release_was_written_for(tmp_path):
+    """A release for another repository and branch: the site's links follow its notebooks' badges, and a
+    --repo or --branch that disagree with them are refused before anything is built."""
+    from dpdl.release import write_release
+    from dpdl.site import SiteError, build_site, release_target, site_pages
+
+    release = write_release(tmp_path / "release", repo="another-course/labs", branch="2027", root=ROOT)
+    assert release_target(release, site_pages(release)) == ("another-course/labs", "2027")
+    with pytest.raises(SiteError, match="written for 'another-course/labs', not --repo 'dpdl-course/dpdl'"):
+        build_site(tmp_path / "site", release=release, repo="dpdl-course/dpdl")
+    with pytest.raises(SiteError, match="not --branch 'main'"):
+        build_site(tmp_path / "site", release=release, branch="main")
+    assert not (tmp_path / "site").exists()
+
+
 def test_a_folder_without_student_notebooks_is_refused_with_the_fix(tmp_path):
     from dpdl.site import SiteError, site_pages
 
