@@ -14,7 +14,8 @@ from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, REFERENCE, with_answers, write
 
 
-# A submission whose answer kills the process that runs nbval (the kernel's parent).
+# A submission whose answer kills the process that runs nbval (the kernel's parent): possible only without
+# the sandbox (in one, the parent is the sandbox's init, which ignores it; tests/test_grading_sandbox.py).
 KILL_GRADER = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
 
 
@@ -41,7 +42,7 @@ def test_grading_a_batch_writes_marks_and_feedback_and_asks_to_rerun_errors(tmp_
     out = tmp_path / "marks" / "marks.csv"
     code = _main(
         ["grade", "--reference", str(REFERENCE), "--out", str(out), "--workers", "2", "--cell-timeout", "20",
-         str(alice), str(bob), str(killer), str(FIXTURES / "empty.ipynb")]
+         "--no-sandbox", str(alice), str(bob), str(killer), str(FIXTURES / "empty.ipynb")]
     )  # fmt: skip
     assert code == 3, "a row with status error asks for a re-run; failing checks alone would exit 0"
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
@@ -57,6 +58,7 @@ def test_grading_a_batch_writes_marks_and_feedback_and_asks_to_rerun_errors(tmp_
     assert rows[2]["reason"].startswith("nbval could not run the notebook (exit -9)")
     assert (rows[0]["check_mse"], rows[0]["check_softmax"], rows[0]["max"]) == ("2", "0", "8")
     assert rows[3]["reason"] == "the file is empty"
+    assert [row["review"] for row in rows] == ["unsandboxed"] * 3 + [""], "an invalid file never ran"
     feedback = tmp_path / "marks" / "marks_feedback"
     assert sorted(path.name for path in feedback.iterdir()) == [
         "alice__lab1_exercise.md", "bob__lab1_exercise.md", "empty.md", "killer.md", "written_answers.md",

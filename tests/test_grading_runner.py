@@ -253,6 +253,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_notebook_past_its_time_limit_is_killed_with_all_it_started(tmp_path):
+    """Unsandboxed, the grader finds the kernel's strays by their token (test_grading_sandbox covers the sandbox)."""
     pids = tmp_path / "pids.txt"
     runaway = (
         "import os, subprocess, sys\n"
@@ -262,7 +263,7 @@ def test_a_notebook_past_its_time_limit_is_killed_with_all_it_started(tmp_path):
         "    pass"
     )
     path = write(with_answers(exercise.reference(), step=runaway), tmp_path / "runaway.ipynb")
-    result = grade_submission(path, exercise.reference(), cell_timeout=300, timeout=30)
+    result = grade_submission(path, exercise.reference(), cell_timeout=300, timeout=30, sandbox=False)
     assert result.status == "timeout" and "30 s limit" in result.reason
     assert {check.id: check.points for check in result.checks} == {
         "check_mse": 2, "check_softmax": 3, "hidden_softmax": 2, "check_step": 0

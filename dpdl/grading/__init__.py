@@ -9,9 +9,11 @@ student's copy) also has to record the same values as the reference did for the 
 compared here, outside the kernel (``verdict``): the reference is run once per batch to learn them.
 
 What it defends against: edited, deleted or reordered cells, added cells and forged outputs in the
-submitted file. What it does not: answer code runs in the same kernel as the checks, as the grading
-user, so code written to subvert the checks (monkey-patching ``np.allclose`` or IPython's hooks,
-writing files) is not stopped: grade untrusted work in a container or a throwaway account.
+submitted file; and, with the kernel in a bubblewrap sandbox per submission (``sandbox``, on by
+default), answer code that reads the reference or other submissions, writes anywhere that outlives its
+run, signals the grader or a neighbouring kernel, uses the network or leaves processes behind. What it
+does not: answer code runs in the same kernel as the checks, so code written to subvert in-kernel
+checks (monkey-patching ``np.allclose`` or IPython's hooks) is not stopped by the sandbox.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, merge, par
 from dpdl.grading.report import CheckResult, GradeResult
 from dpdl.grading.runner import NbvalRun, run_nbval
 from dpdl.grading.verdict import Record, expected_by_check, judge, parse_records
+from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
 
 __all__ = [
     "DEFAULT_CELL_TIMEOUT",
@@ -54,6 +57,8 @@ __all__ = [
     "ReferenceNotebookError",
     "GradeResult",
     "CheckResult",
+    "Limits",
+    "SandboxUnavailable",
 ]
 
 DEFAULT_CELL_TIMEOUT = 120.0  # seconds per cell; an exercise notebook runs in under 2 minutes in total
@@ -85,6 +90,8 @@ def grade_submission(
     timeout: float = DEFAULT_TIMEOUT,
     threads: int | None = None,
     expected: Mapping[str, Mapping[str, Record]] | None = None,
+    sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> GradeResult:
     """Grade one submitted notebook against a validated ``reference``; never raises for a bad submission.
 
@@ -94,10 +101,14 @@ def grade_submission(
     file that is no notebook gets a row with status ``invalid``; a run stopped at ``timeout`` keeps the
     points of the checks it finished. ``threads`` caps the kernel's CPU threads (see
     :func:`~dpdl.grading.runner.run_nbval`).
+    The kernel runs in a bubblewrap sandbox with ``limits`` unless ``sandbox`` is False (the row is then
+    flagged ``unsandboxed`` for review).
     """
     hidden = hidden_cells(reference)
     if expected is None and hidden:
-        expected = reference_values(reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads)
+        expected = reference_values(
+            reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, sandbox=sandbox, limits=limits
+        )
     checks = [
         CheckResult(id_, cell_points(cell), passed=False, hidden=cell_role(cell) == "hidden")
         for id_, cell in graded_cells(reference).items()
@@ -109,9 +120,12 @@ def grade_submission(
         reason = _unreadable_reason(err)
         for check in checks:
             check.message = "not graded: the submission could not be read"
-        return GradeResult(str(path), "invalid", reason, checks)
+        return GradeResult(str(path), "invalid", reason, checks, sandboxed=sandbox)
     try:
-        run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads, values=bool(hidden))
+        run = run_nbval(
+            merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads, values=bool(hidden), sandbox=sandbox,
+            limits=limits,
+        )  # fmt: skip
     except Exception as err:  # the grader's own trouble (a full disk, say) must not stop the batch
         run = NbvalRun("error", reason=f"the grader failed: {type(err).__name__}: {err}")
     code_index = _code_cell_index(merged)
@@ -134,8 +148,9 @@ def grade_submission(
     failed = [check.id for check in checks if not check.passed]
     reason = run.reason or (f"failed: {', '.join(failed)}" if failed else "")
     return GradeResult(
-        str(path), status, reason, checks, answer_errors, submission.written, submission.notes, run.seconds
-    )
+        str(path), status, reason, checks, answer_errors, submission.written, submission.notes, run.seconds,
+        sandboxed=sandbox,
+    )  # fmt: skip
 
 
 def reference_values(
@@ -144,6 +159,8 @@ def reference_values(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     timeout: float = DEFAULT_TIMEOUT,
     threads: int | None = None,
+    sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> dict[str, dict[str, Record]]:
     """Run the reference with its own solutions once, and return what its hidden checks record:
     ``{hidden check id: {name: record}}``, the values every submission's hidden checks must match.
@@ -156,7 +173,10 @@ def reference_values(
         return {}
     solutions = {id_: cell_source(cell) for id_, cell in answer_cells(reference).items()}
     merged = merge(reference, solutions)
-    run = run_nbval(merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads, values=True)
+    run = run_nbval(
+        merged, cell_timeout=cell_timeout, timeout=timeout, threads=threads, values=True, sandbox=sandbox,
+        limits=limits,
+    )  # fmt: skip
     code_index = _code_cell_index(merged)
     problems = []
     for id_ in graded_cells(reference):
@@ -193,6 +213,8 @@ def grade(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     timeout: float = DEFAULT_TIMEOUT,
     on_result: Callable[[GradeResult], None] | None = None,
+    sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> list[GradeResult]:
     """Grade every submission (``workers`` at a time, each in its own kernel); results in the input order.
 
@@ -204,7 +226,10 @@ def grade(
     further ``on_result`` call is made. With several workers the CPU cores are shared out: each kernel gets
     ``cores // workers`` threads (at least one), unless ``OMP_NUM_THREADS`` says otherwise. The reference
     runs once, before the first submission that can run, to learn its hidden checks' values; a reference
-    that fails its own checks raises :class:`ReferenceNotebookError` and stops the batch.
+    that fails its own checks raises :class:`ReferenceNotebookError` and stops the batch. Each kernel runs
+    in a sandbox of its own with ``limits``; where none can be made, this raises
+    :class:`SandboxUnavailable` (saying why and how to fix it) before grading anything, unless ``sandbox``
+    is False.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1; got {workers}")
@@ -214,6 +239,8 @@ def grade(
                 f"grading needs {module}, which is not installed here; install the development extras: "
                 f"pip install -e '.[dev]'"
             )
+    if sandbox:
+        require_sandbox()
     if isinstance(reference, Mapping):
         validate_reference(reference)
     else:
@@ -234,7 +261,12 @@ def grade(
         with learning:
             if not learnt:
                 try:
-                    learnt.append(reference_values(reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads))
+                    learnt.append(
+                        reference_values(
+                            reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, sandbox=sandbox,
+                            limits=limits,
+                        )
+                    )
                 except Exception as err:  # a reference that fails its own checks stops the batch, in every worker
                     learnt.append(err)
         if isinstance(learnt[0], Exception):
@@ -248,15 +280,17 @@ def grade(
         expected = expected_for(path)
         try:
             result = grade_submission(
-                path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, expected=expected or {}
+                path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, expected=expected or {},
+                sandbox=sandbox, limits=limits,
             )
             if expected is None and result.status != "invalid":  # unreadable a moment ago: hidden checks unjudged
                 reason = "the file changed while it was being graded; grade it again (--resume)"
-                result = GradeResult(str(path), "error", reason, [replace(c, passed=False) for c in result.checks])
+                checks = [replace(c, passed=False) for c in result.checks]
+                result = GradeResult(str(path), "error", reason, checks, sandboxed=sandbox)
         except Exception as err:  # a bug of the grader's own, met on this submission only: the batch goes on
             checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in graded_cells(reference).items()]
             reason = f"the grader failed: {type(err).__name__}: {str(err)[:300]}"
-            result = GradeResult(str(path), "error", reason, checks)
+            result = GradeResult(str(path), "error", reason, checks, sandboxed=sandbox)
         result.submission_sha256 = sha256
         if on_result is not None and not stopping.is_set():
             on_result(result)

@@ -19,7 +19,8 @@ __all__ = ["register", "EXIT_STATUSES"]
 EXIT_OK, EXIT_ENVIRONMENT, EXIT_USAGE, EXIT_RERUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_STATUSES = {
     EXIT_OK: "every submission has its row (graded, timeout or invalid), whatever the students scored",
-    EXIT_ENVIRONMENT: "this environment cannot grade (nbval or ipykernel missing, output not writable)",
+    EXIT_ENVIRONMENT: "this environment cannot grade (nbval or ipykernel missing, output not writable, "
+    "no sandbox can be made and --no-sandbox was not given)",
     EXIT_USAGE: "usage error (bad options, no such reference, a reference that cannot be graded against, "
     "shards that cannot be merged)",
     EXIT_RERUN: "some rows have status error (the run broke down): run the same command with --resume",
@@ -67,6 +68,15 @@ def register(subparsers) -> None:
         help="seconds one notebook may run, kernel start included, before it is killed (default 600)",
     )  # fmt: skip
     parser.add_argument(
+        "--memory", type=_size, default=None, metavar="SIZE",
+        help="memory each process of a submission may allocate, e.g. 4G (default) or 6G",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-sandbox", action="store_true",
+        help="run answer code with your own rights, outside the bubblewrap sandbox (where none can be made); "
+        "every row is flagged unsandboxed in the review column",
+    )  # fmt: skip
+    parser.add_argument(
         "--resume", action="store_true",
         help="keep the rows of an earlier run to the same --out whose submission and reference are unchanged "
         "(rows with status error are graded again); without it, an earlier run's rows are replaced",
@@ -101,6 +111,7 @@ def _grade(args: argparse.Namespace) -> int:
         submission_sha256,
     )
     from dpdl.grading.batch import BatchOutput, file_sha256, shard
+    from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
     from dpdl.grading.cells import written_cells
 
     try:
@@ -109,6 +120,19 @@ def _grade(args: argparse.Namespace) -> int:
     except (OSError, ReferenceNotebookError) as err:
         print(f"dpdl grade: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if args.no_sandbox:
+        print(
+            "dpdl grade: warning: --no-sandbox: answer code runs with your rights and can read the reference, "
+            "change other submissions and the marks; every row is flagged unsandboxed",
+            file=sys.stderr,
+        )
+    else:
+        try:
+            require_sandbox()
+        except SandboxUnavailable as err:
+            print(f"dpdl grade: {err}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+    limits = Limits() if args.memory is None else Limits(memory=args.memory)
     everyone = list(dict.fromkeys(os.fspath(path) for path in args.submissions))  # a path given twice: once
     mine = shard(everyone, *args.shard) if args.shard else everyone
     out = Path(args.out)
@@ -146,10 +170,10 @@ def _grade(args: argparse.Namespace) -> int:
             grade(
                 reference, todo, workers=args.workers,
                 cell_timeout=args.cell_timeout or DEFAULT_CELL_TIMEOUT, timeout=args.timeout or DEFAULT_TIMEOUT,
-                on_result=finished,
+                on_result=finished, sandbox=not args.no_sandbox, limits=limits,
             )  # fmt: skip
         output.finish()
-    except ModuleNotFoundError as err:
+    except (ModuleNotFoundError, SandboxUnavailable) as err:
         print(f"dpdl grade: {err}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except ReferenceNotebookError as err:  # found only when the reference runs (its own checks fail)
@@ -292,6 +316,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
     return value
+
+
+def _size(text: str) -> int:
+    from dpdl.grading.sandbox import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive_float(text: str) -> float:

@@ -1,10 +1,14 @@
 """Run one notebook through nbval in a fresh kernel and say, per code cell, whether it passed and why not.
 
-nbval runs in a subprocess (``python -m pytest --nbval`` with a small recorder plugin from this file), in
-a temporary directory, under a wall-clock limit that kills the whole process tree (`dpdl grade`).
+nbval runs in a subprocess (``python -m pytest --nbval`` with a small recorder plugin from this file), as
+the grader, under a wall-clock limit that kills the whole process tree (`dpdl grade`). By default only
+the kernel runs inside a bubblewrap sandbox (``sandbox``), reached over jupyter_client's ``ipc``
+transport through a directory shared with that sandbox alone: the notebook, nbval and the recorder's
+result file stay out of the submission's reach.
 
-This module imports only the standard library (and pytest inside the subprocess), because the subprocess
-loads it by file path: importing the ``dpdl`` package there would import torch for nothing.
+This module imports only the standard library (and pytest, nbval and jupyter_client inside the
+subprocess), because the subprocess loads it by file path: importing the ``dpdl`` package there would
+import torch for nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from dpdl.grading.sandbox import Limits
 
 __all__ = [
     "CellOutcome",
@@ -32,6 +39,9 @@ __all__ = [
     "notice_dead_kernels",
     "RUN_TOKEN_ENV",
     "KERNEL_START_ATTEMPTS",
+    "start_kernels_in_sandbox",
+    "VALUES_ENV",
+    "MAX_VALUES_BYTES",
 ]
 
 # Kept in step with dpdl.grading.verdict, which this file cannot import (see the module docstring).
@@ -39,6 +49,8 @@ VALUES_ENV = "DPDL_GRADE_VALUES"
 MAX_VALUES_BYTES = 8 * 2**20
 # Every process of a grading run inherits this variable, so that strays can be found and ended.
 RUN_TOKEN_ENV = "DPDL_GRADE_RUN"
+# The pytest subprocess finds here the JSON description of the sandboxed kernel to start (see `_pytest_main`).
+_SANDBOX_SPEC_ENV = "DPDL_GRADE_SANDBOX"
 # How often nbval may start a kernel that died while starting (see `retry_kernel_starts`).
 KERNEL_START_ATTEMPTS = 3
 # jupyter_client's words for a kernel that died, or never answered, before its first cell.
@@ -93,23 +105,28 @@ def run_nbval(
     python: str | None = None,
     threads: int | None = None,
     values: bool = False,
+    sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> NbvalRun:
     """Run notebook ``nb`` (a dict in nbformat 4) with ``pytest --nbval`` in a fresh kernel of this environment.
 
     Every code cell's outputs are compared with those stored in ``nb`` unless the cell is tagged
     ``nbval-ignore-output``. A cell running longer than ``cell_timeout`` seconds is interrupted and nbval
     goes on; after ``timeout`` seconds the whole run (pytest, kernel and anything they started) is killed
-    and the cells finished by then are kept (``status="timeout"``). The kernel works in an empty temporary
-    directory with ``CI=1`` and ``DPDL_PROGRESS=0``. ``threads`` caps the kernel's OpenMP/MKL threads (torch's
-    CPU pool) unless ``OMP_NUM_THREADS`` is set already: kernels graded side by side that each spin up one
+    and the cells finished by then are kept (``status="timeout"``). The kernel works in an empty directory
+    with ``CI=1`` and ``DPDL_PROGRESS=0``. ``threads`` caps the kernel's OpenMP/MKL threads (torch's CPU
+    pool) unless ``OMP_NUM_THREADS`` is set already: kernels graded side by side that each spin up one
     thread per core contend for the cores and can run ten times slower, into the cell timeout. With
     ``values`` the kernel gets a file to record values in (:mod:`dpdl.grading.verdict`), read back into
     ``NbvalRun.values`` (at most ``MAX_VALUES_BYTES``).
+
+    With ``sandbox`` (the default) the kernel runs in a bubblewrap sandbox with ``limits``
+    (:class:`~dpdl.grading.sandbox.Limits`; raises :class:`~dpdl.grading.sandbox.SandboxUnavailable`
+    where none can be made); without it, as the grader, with the grader's files in reach.
     """
     start = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="dpdl-grade-"))  # the kernel's cwd: holds the notebook only
+    work = Path(tempfile.mkdtemp(prefix="dpdl-grade-"))  # the notebook; the kernel's cwd when unsandboxed
     private = Path(tempfile.mkdtemp(prefix="dpdl-grade-results-"))  # the recorder's file, away from the kernel
-    channel = Path(tempfile.mkdtemp(prefix="dpdl-grade-values-")) if values else None  # the kernel writes here
     token = uuid.uuid4().hex
     try:
         notebook = work / "submission.ipynb"
@@ -123,24 +140,36 @@ def run_nbval(
             "--nbval", "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout:g}",
             str(notebook),
         ]  # fmt: skip
-        command = [python or sys.executable, "-c", _BOOTSTRAP, str(Path(__file__).resolve()), str(results), *args]
+        python = python or sys.executable
+        command = [python, "-c", _BOOTSTRAP, str(Path(__file__).resolve()), str(results), *args]
         env = _grading_env(token, threads)
-        if channel is not None:
-            env[VALUES_ENV] = str(channel / "values.jsonl")
-        with open(log, "wb") as log_file:
-            process = subprocess.Popen(
-                command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            try:
-                returncode = process.wait(timeout=timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                returncode, timed_out = None, True
-            finally:
-                _end_process_tree(process, token)
+        if sandbox:
+            from dpdl.grading.sandbox import KernelSandbox, Limits
+
+            box = KernelSandbox(private, limits or Limits(), _kernel_env(env))
+        else:
+            box = _Unsandboxed(private)
+        with box:
+            if values:
+                env[VALUES_ENV] = str(box.values_file)
+                if sandbox:
+                    box.env[VALUES_ENV] = str(box.values_file)  # the shared directory: the same path inside
+            if sandbox:
+                env[_SANDBOX_SPEC_ENV] = str(_write_sandbox_spec(box, python, private / "sandbox.json"))
+            with open(log, "wb") as log_file:
+                process = subprocess.Popen(
+                    command, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+                try:
+                    returncode = process.wait(timeout=timeout)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    returncode, timed_out = None, True
+                finally:
+                    _end_process_tree(process, token, getattr(box, "uid", None))
+            recorded = _read_values(box.values_file) if values else b""
         cells, setup_error = _read_results(results)
-        recorded = _read_values(channel / "values.jsonl") if channel is not None else b""
         seconds = time.monotonic() - start
         if timed_out:
             reason = f"the notebook ran past the {timeout:g} s limit (--timeout) and was stopped"
@@ -154,8 +183,39 @@ def run_nbval(
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
-        if channel is not None:
-            shutil.rmtree(channel, ignore_errors=True)
+
+
+class _Unsandboxed:
+    """The values channel of an unsandboxed run: a directory of its own (the kernel runs as the grader)."""
+
+    uid = None
+
+    def __init__(self, folder: Path) -> None:
+        self.values_file = folder / "values" / "values.jsonl"
+
+    def __enter__(self) -> _Unsandboxed:
+        self.values_file.parent.mkdir(mode=0o700)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutil.rmtree(self.values_file.parent, ignore_errors=True)
+
+
+def _kernel_env(grader_env: Mapping[str, str]) -> dict[str, str]:
+    """What a sandboxed kernel gets of the grader's environment: the run's settings, nothing else."""
+    keep = ("CI", "DPDL_PROGRESS", "PYTHONHASHSEED", RUN_TOKEN_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "DPDL_DEVICE")
+    return {key: grader_env[key] for key in keep if key in grader_env}
+
+
+def _write_sandbox_spec(box: Any, python: str, path: Path) -> Path:
+    """Tell the pytest subprocess how to start the kernel: the bwrap command, the shared directory, the uid."""
+    spec = {
+        "argv": box.command([python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]),
+        "shared": str(box.shared),
+        "uid": box.uid,
+    }
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return path
 
 
 def _grading_env(token: str, threads: int | None = None) -> dict[str, str]:
@@ -164,6 +224,7 @@ def _grading_env(token: str, threads: int | None = None) -> dict[str, str]:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env.pop("MPLBACKEND", None)  # let the kernel pick inline, as Jupyter does
     env.pop(VALUES_ENV, None)  # set by run_nbval only when values are wanted
+    env.pop(_SANDBOX_SPEC_ENV, None)
     env.update(
         {
             "CI": "1",
@@ -176,8 +237,13 @@ def _grading_env(token: str, threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def _end_process_tree(process: subprocess.Popen, token: str) -> None:
-    """Kill pytest, its kernel (which jupyter_client starts in a session of its own) and their children."""
+def _end_process_tree(process: subprocess.Popen, token: str, uid: int | None = None) -> None:
+    """Kill pytest, its kernel (which jupyter_client starts in a session of its own) and their children.
+
+    A sandboxed kernel dies with its sandbox (bwrap's PID namespace; ``--die-with-parent``); as a last
+    resort, processes that still carry the run's token or, as root, run as the sandbox's ``uid`` are
+    killed too, and waited for, so that the uid can be handed to the next sandbox.
+    """
     try:
         import psutil
     except ImportError:  # jupyter's ipykernel depends on psutil; without it the process group is all we reach
@@ -198,19 +264,34 @@ def _end_process_tree(process: subprocess.Popen, token: str) -> None:
     process.wait()
     if psutil is None:
         return
-    for victim in victims + _processes_with_token(psutil, token):
+    for victim in victims:
         try:
             victim.kill()
         except psutil.Error:
             pass
+    deadline = time.monotonic() + 10
+    while True:
+        strays = _strays(psutil, token, uid)
+        if not strays or time.monotonic() > deadline:
+            break
+        for stray in strays:
+            try:
+                stray.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(strays, timeout=1)
 
 
-def _processes_with_token(psutil, token: str) -> list:
-    """This user's processes that inherited the run's token: the kernel and whatever a submission started."""
+def _strays(psutil, token: str, uid: int | None) -> list:
+    """Live processes of this run: the sandbox's uid (as root), or this user's carrying the run's token."""
     found = []
     for candidate in psutil.process_iter():
         try:
-            if candidate.pid != os.getpid() and candidate.environ().get(RUN_TOKEN_ENV) == token:
+            if candidate.pid == os.getpid() or candidate.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if uid is not None and uid in candidate.uids():
+                found.append(candidate)
+            elif candidate.environ().get(RUN_TOKEN_ENV) == token:
                 found.append(candidate)
         except psutil.Error:
             continue
@@ -244,7 +325,8 @@ def _read_results(path: Path) -> tuple[dict[int, CellOutcome], str]:
 
 
 def _read_values(path: Path) -> bytes:
-    """The kernel's values file, at most ``MAX_VALUES_BYTES`` of it; only a regular file is read."""
+    """The kernel's values file, at most ``MAX_VALUES_BYTES`` of it; only a regular file is read (the kernel
+    could leave a link to another file, or a FIFO that would block the grader, in its place)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
@@ -343,9 +425,74 @@ def notice_dead_kernels(poll: float = KERNEL_POLL_SECONDS) -> bool:
     return True
 
 
+def start_kernels_in_sandbox(spec: Mapping[str, Any]) -> bool:
+    """Make nbval start its kernel with the sandbox's command line, reached over ``ipc`` sockets.
+
+    ``spec`` comes from the grader (``_write_sandbox_spec``): ``argv`` (bwrap around ``python -m
+    ipykernel_launcher -f {connection_file}``), ``shared`` (the directory bound into that sandbox alone,
+    at the same path, for the connection file and the sockets) and ``uid`` (the kernel's uid as root,
+    which must be able to read the connection file jupyter_client writes with mode 0600). Interrupts go
+    as messages: a signal to bwrap would not reach the kernel in its PID namespace. Patches
+    ``nbval.kernel.start_new_kernel`` in this process; returns False where nbval no longer has it.
+    """
+    try:
+        from nbval import kernel
+    except ImportError:
+        return False
+    if getattr(kernel, "start_new_kernel", None) is None:
+        return False
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    uid = spec.get("uid")
+
+    class SandboxKernelSpecs(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            return KernelSpec(
+                argv=list(spec["argv"]), display_name="Python 3 (dpdl grading sandbox)", language="python",
+                interrupt_mode="message", env={}, resource_dir="",
+            )  # fmt: skip
+
+    class SandboxKernelManager(KernelManager):
+        def write_connection_file(self, **kwargs: Any) -> None:
+            super().write_connection_file(**kwargs)
+            if uid is not None:
+                os.chown(self.connection_file, uid, uid)
+
+    attempts = [0]
+
+    def start_new_kernel(startup_timeout: float = 60, kernel_name: str = "python", **kwargs: Any) -> Any:
+        attempts[0] += 1  # a retried start gets fresh socket and connection file names
+        shared = Path(spec["shared"])
+        manager = SandboxKernelManager(
+            kernel_name="dpdl-sandbox", kernel_spec_manager=SandboxKernelSpecs(), transport="ipc",
+            ip=str(shared / f"kernel{attempts[0]}"), connection_file=str(shared / f"kernel{attempts[0]}.json"),
+        )  # fmt: skip
+        manager.start_kernel(**kwargs)
+        client = manager.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=startup_timeout)
+        except RuntimeError:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+            raise
+        return manager, client
+
+    start_new_kernel.__doc__ = kernel.start_new_kernel.__doc__
+    kernel.start_new_kernel = start_new_kernel
+    return True
+
+
 def _pytest_main(results_path: str, args: list[str]) -> int:
     import pytest
 
+    spec_path = os.environ.get(_SANDBOX_SPEC_ENV)
+    if spec_path:
+        with open(spec_path, encoding="utf-8") as file:
+            if not start_kernels_in_sandbox(json.load(file)):
+                print("dpdl grade: nbval has no start_new_kernel to start the kernel in its sandbox", file=sys.stderr)
+                return 3
     retry_kernel_starts()
     notice_dead_kernels()
 
