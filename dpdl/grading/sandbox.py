@@ -2,8 +2,8 @@
 
 `dpdl grade` runs nbval (pytest and the recorder of ``runner``) outside, as the grader, and only the
 Jupyter kernel inside a sandbox made with bubblewrap (``bwrap``). The two talk over jupyter_client's
-``ipc`` transport: Unix sockets in a directory shared with that one sandbox (:class:`KernelSandbox`),
-which also receives the values a hidden check records. Inside the sandbox:
+``ipc`` transport: Unix sockets in a directory shared with that one sandbox (:class:`KernelSandbox`; as
+root, a small tmpfs), which also receives the values a hidden check records. Inside the sandbox:
 
 - the Python environment, the ``dpdl`` package directory (nothing else of the repository), the dataset
   registry, cache and mirrors are mounted read-only, at their own paths;
@@ -49,6 +49,9 @@ GiB, MiB = 2**30, 2**20
 FIRST_UID = 2_100_000_000
 MAX_SANDBOXES = 1024  # sandboxes at once on one machine (uid slots)
 NOBODY = 65534  # the uid inside a user namespace when the grader is not root
+# As root, the shared directory is a tmpfs of this size: room for the connection file, the sockets and
+# the values file (the grader reads 8 MiB of it at most), and no way to fill the grader's disk.
+SHARED_BYTES = 16 * MiB
 INSIDE_HOME, INSIDE_WORK, INSIDE_DATA = "/tmp/home", "/tmp/work", "/tmp/data"
 _FIX = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) on Linux with user namespaces enabled "
@@ -155,6 +158,7 @@ class KernelSandbox:
         self.env = dict(env or {})
         self.shared = self.folder / "box"
         self.uid: int | None = None  # the kernel's uid as root; None in a user namespace
+        self.shared_is_tmpfs = False
         self._slot_lock = None
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -163,11 +167,15 @@ class KernelSandbox:
         self.shared.mkdir(mode=0o700)
         if os.geteuid() == 0:
             self.uid = self._take_uid_slot()
+            self.shared_is_tmpfs = _mount_tmpfs(self.shared, SHARED_BYTES, self.uid)
             os.chown(self.shared, self.uid, self.uid)
         self._write_account_files()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self.shared_is_tmpfs:
+            subprocess.run(["umount", "--lazy", str(self.shared)], capture_output=True, check=False)
+            self.shared_is_tmpfs = False
         shutil.rmtree(self.shared, ignore_errors=True)
         if self._slot_lock is not None:
             self._slot_lock.close()  # releases the flock
@@ -275,6 +283,19 @@ class KernelSandbox:
         for key, value in env.items():
             options += ["--setenv", key, value]
         return options
+
+
+def _mount_tmpfs(path: Path, size: int, uid: int) -> bool:
+    """Mount a tmpfs of ``size`` bytes owned by ``uid`` on ``path``; False where this root may not mount
+    (a container without CAP_SYS_ADMIN): the directory then stays on the grader's disk."""
+    options = f"size={size},mode=0700,uid={uid},gid={uid},nosuid,nodev,noexec"
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "dpdl-grade-shared", str(path)], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 class _Mounts:
