@@ -20,7 +20,7 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from dpdl.grading import grade, grade_submission, load_reference
+from dpdl.grading import grade, grade_submission, load_reference, reference_values
 from dpdl.grading.cli import register
 from dpdl.grading.report import UNSANDBOXED
 from dpdl.grading.runner import MAX_VALUES_BYTES, run_nbval
@@ -325,7 +325,7 @@ def test_every_row_is_written_and_no_attack_earns_more_than_its_honest_work(atta
     assert [result.submission for result in attacked["order"]] == [str(path) for path in attacked["paths"].values()]
     assert len(results) == len(attacked["paths"])
     for name, result in results.items():
-        honest_points = 6 if name in ("honest", "other") else 5  # an attack replaces the 1-point step answer
+        honest_points = 8 if name in ("honest", "other") else 7  # an attack replaces the 1-point step answer
         assert result.status == "graded", (name, result.reason)
         assert result.total == honest_points, (name, [(c.id, c.message) for c in result.checks])
         assert result.sandboxed and UNSANDBOXED not in result.review_flags()
@@ -375,7 +375,7 @@ def test_detached_daemons_and_forked_children_do_not_outlive_the_run(attacked):
 def test_a_fork_bomb_is_stopped_by_the_process_limit_and_spares_the_neighbours(attacked):
     report = _report(attacked["results"]["fork_bomb"])
     assert report["errno"] == 11 and 0 < report["forks"] < Limits().processes  # EAGAIN at RLIMIT_NPROC
-    assert attacked["results"]["honest"].total == 6
+    assert attacked["results"]["honest"].total == 8
 
 
 def test_no_network_not_even_the_grader_s_loopback(attacked, host_port):
@@ -409,11 +409,14 @@ def test_a_submission_past_the_wall_clock_limit_is_stopped_with_everything_it_st
         "    time.sleep(1)"
     )
     path = write(with_answers(exercise.reference(), step=runaway), tmp_path / "runaway.ipynb")
+    expected = reference_values(exercise.reference())  # the hidden check's values, learnt before the clock starts
     start = time.monotonic()
-    result = grade_submission(path, exercise.reference(), cell_timeout=300, timeout=25)
-    assert time.monotonic() - start < 40
+    result = grade_submission(path, exercise.reference(), cell_timeout=300, timeout=25, expected=expected)
+    assert time.monotonic() - start < 25 + 30, "stopped at the limit, give or take the kernel's start and end"
     assert result.status == "timeout" and "25 s limit" in result.reason
-    assert {check.id: check.points for check in result.checks} == {"check_mse": 2, "check_softmax": 3, "check_step": 0}
+    assert {check.id: check.points for check in result.checks} == {
+        "check_mse": 2, "check_softmax": 3, "hidden_softmax": 2, "check_step": 0,
+    }  # fmt: skip
     assert _processes_matching(tag) == []
 
 
@@ -523,7 +526,7 @@ def test_no_sandbox_grades_with_a_warning_and_flags_every_row(no_bwrap_on_path, 
     assert _main(argv) == 0
     assert "warning: --no-sandbox" in capsys.readouterr().err
     results = grade(REFERENCE, [solved, tmp_path / "missing.ipynb"], sandbox=False)
-    assert [(r.total, r.status, r.sandboxed) for r in results] == [(6, "graded", False), (0, "invalid", False)]
+    assert [(r.total, r.status, r.sandboxed) for r in results] == [(8, "graded", False), (0, "invalid", False)]
     assert [r.review_flags() for r in results] == [[UNSANDBOXED], []], "a file that never ran ran nowhere"
     assert [row["review"] for row in _rows(out)] == [UNSANDBOXED, ""]
 
