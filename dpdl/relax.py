@@ -159,11 +159,12 @@ def reinforce_surrogate(log_prob: Tensor, loss: Tensor, baseline: float | Tensor
 
 
 def smooth_l1(x: Tensor, y: Tensor, beta: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Smooth L1 (Huber-style): ``0.5 d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``, ``d = x - y``.
+    """Smooth L1: ``0.5 d**2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``, ``d = x - y``.
 
     Quadratic near zero (a gradient that shrinks to 0, unlike L1's constant ``sign``), linear far away
     (outliers pull less than in MSE). ``beta=0`` is the L1 loss. Same as
-    ``torch.nn.functional.smooth_l1_loss``. Shapes: ``x`` and ``y`` equal; ``reduction`` is
+    ``torch.nn.functional.smooth_l1_loss``; it is the Huber loss divided by ``beta``
+    (``huber_loss(x, y, delta=beta) / beta``: far away smooth L1 has slope 1, Huber slope ``delta``). Shapes: ``x`` and ``y`` equal; ``reduction`` is
     ``"mean"`` (a scalar), ``"sum"`` or ``"none"`` (same shape as ``x``).
     """
     _check_float_tensor("smooth_l1", "x", x)
