@@ -2,7 +2,7 @@
 build one image holding the release, its pinned packages and every dataset.
 
 repo2docker (what mybinder.org and Zero to JupyterHub images are built with) reads a ``binder/`` folder:
-``requirements.txt`` is installed with pip, ``postBuild`` runs once at build time, ``start`` runs at every
+``runtime.txt`` picks the Python, ``requirements.txt`` is installed with pip, ``postBuild`` runs once at build time, ``start`` runs at every
 launch. :func:`write_binder_files` writes them into a release (``dpdl release`` calls it), so the datasets are
 fetched into the image by ``dpdl data fetch`` and no lab downloads at run time. DEVELOPERS.md ("The course on
 Binder or JupyterHub") has the JupyterHub notes.
@@ -24,6 +24,10 @@ BINDER_FOLDER = "binder"
 # notebook user at build time), not under $HOME, which a JupyterHub mounts a per-user volume over.
 DATA_DIR_IN_IMAGE = "${NB_PYTHON_PREFIX}/share/dpdl-data"
 BINDER_BADGE_IMAGE = "https://mybinder.org/badge_logo.svg"
+
+# The Python of the image: the tested one (constraints.txt pins numpy 2.4, which needs Python 3.11 or newer,
+# and repo2docker's default can be older).
+RUNTIME = "python-3.11\n"
 
 REQUIREMENTS = """\
 # repo2docker (mybinder.org, a JupyterHub image) installs this with pip from the repository's root.
@@ -73,6 +77,7 @@ def binder_badge_markdown(repo: str, branch: str = BRANCH, path: str | None = No
 def binder_files() -> dict[str, str]:
     """The repo2docker files, by path relative to the release's root, and their text."""
     return {
+        f"{BINDER_FOLDER}/runtime.txt": RUNTIME,
         f"{BINDER_FOLDER}/requirements.txt": REQUIREMENTS,
         f"{BINDER_FOLDER}/postBuild": POST_BUILD,
         f"{BINDER_FOLDER}/start": START,
@@ -86,7 +91,7 @@ def write_binder_files(release_dir: str | os.PathLike) -> list[Path]:
         path = Path(release_dir) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        if relative != f"{BINDER_FOLDER}/requirements.txt":
+        if not relative.endswith(".txt"):
             path.chmod(0o755)
         written.append(path)
     return written

@@ -7,6 +7,7 @@ No container can be built here; these tests check each file the way repo2docker 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -35,13 +36,23 @@ def test_the_release_carries_the_binder_files_and_a_launch_badge(release):
     from dpdl.release import public_repo
 
     binder = release / BINDER_FOLDER
-    assert sorted(path.name for path in binder.iterdir()) == ["postBuild", "requirements.txt", "start"]
+    assert sorted(path.name for path in binder.iterdir()) == ["postBuild", "requirements.txt", "runtime.txt", "start"]
     for script in ("postBuild", "start"):
         assert (binder / script).stat().st_mode & stat.S_IXUSR, f"{script} must be executable for repo2docker"
     readme = (release / "README.md").read_text(encoding="utf-8")
     badge = f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(public_repo(ROOT))})"
     assert badge in readme
     assert readme.index("## On Binder or a JupyterHub") < readme.index("## Data")
+
+
+def test_the_image_gets_the_python_the_requirements_resolve_for(release):
+    """repo2docker's ``runtime.txt`` names the Python of the image; the dry run below resolves the requirements
+    for the Python running the tests (CI's, the one constraints.txt is frozen with), so the two must agree."""
+    runtime = (release / BINDER_FOLDER / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.\d+", runtime), runtime
+    here = f"python-{sys.version_info.major}.{sys.version_info.minor}"
+    if runtime != here:
+        pytest.skip(f"these tests run on {here}, the image on {runtime}: the dry run cannot speak for the image")
 
 
 def test_post_build_and_start_are_valid_bash(release):
