@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import sysconfig
@@ -149,7 +148,8 @@ def test_the_leak_search_finds_a_solution_line_quoted_inside_a_notebook(tmp_path
     nbformat.write(leaked, tmp_path / "copy.ipynb")
     (tmp_path / "notes.txt").write_text(needles[-1][1])
     found = _leaks(needles, _haystacks(tmp_path))
-    assert any(line.startswith("copy.ipynb: ") for line in found) and any(line.startswith("notes.txt: ") for line in found)
+    assert any(line.startswith("copy.ipynb: ") for line in found)
+    assert any(line.startswith("notes.txt: ") for line in found)
 
 
 def test_no_solution_model_answer_or_hidden_check_appears_in_any_file_of_the_release(release, default_release):
@@ -305,7 +305,8 @@ def test_release_installs_in_a_fresh_venv_runs_doctor_and_a_notebook_up_to_its_f
     nb = read_notebook(notebook)
     # A first cell that fails unless the kernel imports the release's own dpdl.
     nb.cells.insert(0, nbformat.v4.new_code_cell(
-        "import dpdl, pathlib\nassert pathlib.Path(dpdl.__file__).is_relative_to(pathlib.Path.cwd().parents[2]), dpdl.__file__"))
+        "import dpdl, pathlib\n"
+        "assert pathlib.Path(dpdl.__file__).is_relative_to(pathlib.Path.cwd().parents[2]), dpdl.__file__"))
     probe = notebook.with_name("probe.ipynb")
     nbformat.write(nb, probe)
     script = textwrap.dedent(f"""

@@ -59,7 +59,9 @@ COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 _ROOT_MARKERS = ("pyproject.toml", ".git")
 _REPO_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 # The pip line of an install cell and the GitHub repository (and branch) it installs from.
-INSTALL_URL_RE = re.compile(r"git\+https://github\.com/(?P<repo>[^\s\"'@]+?)(?:\.git)?(?:@(?P<branch>[^\s\"']+))?(?=[\s\"']|$)")
+INSTALL_URL_RE = re.compile(
+    r"git\+https://github\.com/(?P<repo>[^\s\"'@]+?)(?:\.git)?(?:@(?P<branch>[^\s\"']+))?(?=[\s\"']|$)"
+)
 
 
 def public_repo(root: str | os.PathLike | None = None) -> str:
