@@ -221,6 +221,16 @@ def test_lab_topics_come_from_the_labs_readme_for_every_lab_notebook():
     assert all(len(topic) > 20 for topic in topics.values())
 
 
+def test_display_maths_after_a_line_of_text_gets_blank_lines_as_myst_needs():
+    from dpdl.site import jupyter_display_maths
+
+    jupyter = "The loss:\n$$\na\n+ b\n$$\nso it is.\n- item:\n  $$x\n  = y,$$\n  more"
+    assert jupyter_display_maths(jupyter) == (
+        "The loss:\n\n$$\na\n+ b\n$$\n\nso it is.\n- item:\n\n  $$x\n  = y,$$\n\n  more")
+    unchanged = ["inline $$x$$ in a sentence", "```\n$$\nnot maths\n$$\n```", "para\n\n$$x$$\n\nend"]
+    assert [jupyter_display_maths(text) for text in unchanged] == unchanged
+
+
 def test_dpdl_help_loads_neither_sphinx_nor_torch():
     code = ("import sys; from dpdl.cli import build_parser; build_parser(); "
             "print(sorted(m for m in ('sphinx', 'myst_nb', 'torch') if m in sys.modules))")
