@@ -7,8 +7,9 @@ each hidden check cell is a secret. Whitespace is normalised (every run of space
 becomes one space), then these are searched for in every file of the release, both in its raw text and,
 for notebooks and JSON, in its decoded strings (a notebook stores `"` as `\\"`):
 - every whole secret (block, answer or cell) of at least 30 characters;
-- every line of a secret that is non-trivial: at least 30 characters once normalised. Shorter lines
-  (`return x`, `loss.backward()`) would match innocent code anywhere;
+- every line of a secret that is non-trivial: at least 30 characters once normalised, and not an import
+  statement. Shorter lines (`return x`, `loss.backward()`) would match innocent code anywhere, and an
+  import (`from dpdl.grading.verdict import record`, which every hidden check starts with) says nothing;
 - except text that students are shown anyway: a secret found inside the public part of any instructor
   notebook (every lab's and exercise's cells outside solution blocks, answers and hidden checks, hints
   on BEGIN lines included) is no leak. A hidden check may repeat a visible check's set-up line, a training
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXERCISE_SOURCES = sorted(ROOT.glob("exercises/lab*/lab*_exercise.ipynb"))
 OTHER_REPO, OTHER_BRANCH = "someone-else/dl-course-2027", "2027"
 MIN_SECRET = 30  # characters, whitespace normalised: shorter lines match innocent code
+_IMPORT_RE = re.compile(r"^(?:from [\w.]+ )?import [\w., ]+(?: as \w+)?$")
 # Secret lines that the release may hold, where, and why that is no leak.
 ALLOWED = {
     ("src_padding_mask = src == self.pad_index", "dpdl/models/transformer.py"):
@@ -102,7 +105,7 @@ def _needles(sources: list[Path], public: str = "") -> list[tuple[str, str]]:
             where = f"{source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} {kind}"
             candidates = [_normalise(text)] + [_normalise(line) for line in text.split("\n")]
             for candidate in candidates:
-                if len(candidate) >= MIN_SECRET and candidate not in public:
+                if len(candidate) >= MIN_SECRET and candidate not in public and not _IMPORT_RE.match(candidate):
                     needles.setdefault(candidate, where)
     return [(where, needle) for needle, where in needles.items()]
 
