@@ -2,10 +2,10 @@
 build one image holding the release, its pinned packages and every dataset.
 
 repo2docker (what mybinder.org and Zero to JupyterHub images are built with) reads a ``binder/`` folder:
-``runtime.txt`` picks the Python, ``requirements.txt`` is installed with pip, ``postBuild`` runs once at build time, ``start`` runs at every
-launch. :func:`write_binder_files` writes them into a release (``dpdl release`` calls it), so the datasets are
-fetched into the image by ``dpdl data fetch`` and no lab downloads at run time. DEVELOPERS.md ("The course on
-Binder or JupyterHub") has the JupyterHub notes.
+``runtime.txt`` picks the Python, ``requirements.txt`` is installed with pip, ``postBuild`` runs once at build
+time, ``start`` runs at every launch. :func:`write_binder_files` writes them into a release (``dpdl release``
+calls it), so the datasets are fetched into the image by ``dpdl data fetch`` and no lab downloads at run time.
+DEVELOPERS.md ("The course on Binder or a JupyterHub") has the JupyterHub notes.
 """
 
 from __future__ import annotations

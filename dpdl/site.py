@@ -269,7 +269,8 @@ def datasets_page(registry: dict[str, Any]) -> str:
         size = _size(sum(file.get("size", 0) for file in files)) if files else "–"
         optional = " (optional)" if entry.get("optional") else ""
         labs = ", ".join(str(lab) for lab in entry.get("labs", []))
-        lines.append(f"| [`{entry['name']}`](#{_anchor(entry['name'])}){optional} | {_table_cell(entry.get('title', ''))} "
+        name_cell = f"[`{entry['name']}`](#{_anchor(entry['name'])}){optional}"
+        lines.append(f"| {name_cell} | {_table_cell(entry.get('title', ''))} "
                      f"| {size} | {_table_cell(entry.get('licence', ''))} | {labs} |")
     for entry in entries:
         lines += ["", f"({_anchor(entry['name'])})=", f"## {entry.get('title', entry['name'])}", "",
@@ -377,7 +378,8 @@ def _write_sources(source_dir: Path, release: Path, pages: list[SitePage], topic
         up = "../" * page.docname.count("/")
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = jupyter_display_maths(cell.source).replace(COLAB_BADGE_IMAGE, f"{up}_static/colab-badge.svg")
+                local_badge = f"{up}_static/colab-badge.svg"
+                cell.source = jupyter_display_maths(cell.source).replace(COLAB_BADGE_IMAGE, local_badge)
         links = [f"[Open in Colab]({colab_url(page.source, root=release, repo=repo, branch=branch)})",
                  f"{{download}}`Download the notebook <{up}_notebooks/{page.source.as_posix()}>`"]
         if binder:

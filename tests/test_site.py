@@ -113,7 +113,8 @@ def test_the_site_loads_nothing_from_another_host(built):
                 continue  # a plain link to another page (rel=next, canonical) loads nothing
             offenders.append(f"{path.relative_to(site)}: {tag}")
     for path in site.rglob("*.css"):
-        for match in re.finditer(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)|@import\s+[\"']?https?:", path.read_text("utf-8")):
+        remote_css = r"url\(\s*[\"']?(?:https?:)?//[^)]*\)|@import\s+[\"']?https?:"
+        for match in re.finditer(remote_css, path.read_text("utf-8")):
             offenders.append(f"{path.relative_to(site)}: {match.group(0)}")
     assert not offenders, "\n".join(offenders[:20])
     assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
@@ -152,8 +153,10 @@ def test_every_colab_link_opens_its_own_notebook_in_the_configured_public_reposi
     _, site, _ = built
     repo = public_repo(ROOT)
     for page in pages:
-        links = set(re.findall(r'href="(https://colab\.research\.google\.com/[^"]*)"', (site / page.html).read_text("utf-8")))
-        assert links == {f"https://colab.research.google.com/github/{repo}/blob/main/{page.source.as_posix()}"}, page.html
+        page_html = (site / page.html).read_text("utf-8")
+        links = set(re.findall(r'href="(https://colab\.research\.google\.com/[^"]*)"', page_html))
+        want = f"https://colab.research.google.com/github/{repo}/blob/main/{page.source.as_posix()}"
+        assert links == {want}, page.html
 
 
 def test_dpdl_site_refuses_a_folder_it_did_not_write(tmp_path, built):
