@@ -23,6 +23,7 @@ from dpdl.grading.cells import (
     validate_reference,
     written_cells,
 )
+from dpdl.grading.guard import METADATA_KEY as GUARD_METADATA_KEY
 from dpdl.grading.merge import (
     IGNORE_OUTPUT_TAG,
     MAX_SUBMISSION_BYTES,
@@ -277,7 +278,7 @@ def test_merge_puts_answers_in_and_keeps_every_other_cell_of_the_reference():
     for id_, cell in check_cells(reference).items():
         assert _cell(merged, id_).source == cell.source, "check cells come from the reference"
         assert _cell(merged, id_).outputs == cell.outputs
-    assert len(merged.cells) == len(reference.cells)
+    assert len([cell for cell in merged.cells if GUARD_METADATA_KEY not in cell.metadata]) == len(reference.cells)
 
 
 def test_a_missing_answer_never_runs_the_instructors_solution():
@@ -291,7 +292,8 @@ def test_no_output_is_compared_checks_are_judged_by_their_asserts():
     code = [cell for cell in merged.cells if cell.cell_type == "code"]
     assert any(cell_role(cell) == "check" for cell in code)
     for cell in code:
-        assert IGNORE_OUTPUT_TAG in cell.metadata.get("tags", []), cell.source
+        verify = cell.metadata.get(GUARD_METADATA_KEY, {}).get("role") == "verify"  # the guard's one compared line
+        assert (IGNORE_OUTPUT_TAG in cell.metadata.get("tags", [])) != verify, cell.source
 
 
 def _tamper(nb, order, delete, junk, forge, edit_checks):

@@ -41,9 +41,11 @@ from dpdl.grading.cells import (
     hidden_cells,
     validate_reference,
 )
+from dpdl.grading.guard import guard_failures
 from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, merge, parse_notebook, read_submission
 from dpdl.grading.report import CheckResult, GradeResult
 from dpdl.grading.runner import NbvalRun, run_nbval
+from dpdl.grading.scan import scan_answers
 from dpdl.grading.verdict import Record, expected_by_check, judge, parse_records
 from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
 
@@ -139,6 +141,12 @@ def grade_submission(
             difference = judge(check.id, (expected or {}).get(check.id, {}), recorded)
             check.passed = difference is None
             check.message = "" if check.passed else f"its values do not match the reference's: {difference}"
+    review = scan_answers(submission.answers)
+    for message, ids in _by_message(guard_failures(merged, run.cells)).items():
+        for check in checks:
+            if check.id in ids:
+                check.passed, check.message = False, message
+        review.append(f"{', '.join(ids)}: {message}")
     answer_errors = {}
     for id_ in answer_cells(reference):
         outcome = run.cells.get(code_index[id_])
@@ -149,8 +157,16 @@ def grade_submission(
     reason = run.reason or (f"failed: {', '.join(failed)}" if failed else "")
     return GradeResult(
         str(path), status, reason, checks, answer_errors, submission.written, submission.notes, run.seconds,
-        sandboxed=sandbox,
+        review=review, sandboxed=sandbox,
     )  # fmt: skip
+
+
+def _by_message(failures: Mapping[str, str]) -> dict[str, list[str]]:
+    """The guard's failures grouped by message: one tamper usually fails every check after it alike."""
+    grouped: dict[str, list[str]] = {}
+    for check_id, message in failures.items():
+        grouped.setdefault(message, []).append(check_id)
+    return grouped
 
 
 def reference_values(

@@ -15,12 +15,22 @@ from typing import Any, Mapping
 import nbformat
 
 from dpdl.grading.cells import (
+    GRADED_ROLES,
     answer_cells,
     cell_id,
     cell_role,
     cell_source,
     check_cells,
     written_cells,
+)
+from dpdl.grading.guard import (
+    METADATA_KEY as GUARD_METADATA_KEY,
+    builtin_names,
+    install_cell_source,
+    names_assigned,
+    names_read,
+    verify_cell_source,
+    verify_output,
 )
 from dpdl.notebooks.build import ANSWER_PLACEHOLDER  # what the student copy puts in place of an answer
 
@@ -172,12 +182,15 @@ def read_submission(data: bytes, reference: Mapping[str, Any]) -> Submission:
     return Submission(answers=answers, written=written, notes=_ordered_notes(notes, reference))
 
 
-def merge(reference: Mapping[str, Any], answers: Mapping[str, str]) -> nbformat.NotebookNode:
+def merge(reference: Mapping[str, Any], answers: Mapping[str, str], *, guard: bool = True) -> nbformat.NotebookNode:
     """A copy of ``reference`` whose answer cells hold ``answers`` (a missing id gets :data:`STUB_SOURCE`).
 
     Every code cell is tagged ``nbval-ignore-output``: checks are judged by their asserts (a check passes
     when it runs to the end without raising), so an answer that prints while a check calls it keeps its
     points. An answer that raises still makes the checks after it fail. The reference is not modified.
+    With ``guard`` (the default) the tamper-evidence cells of :mod:`dpdl.grading.guard` go in too: one
+    that records what the checks rely on, before the first answer, and one before every check and hidden
+    check that verifies it (its printed line is compared, the one output nbval compares).
     """
     merged = nbformat.from_dict(copy.deepcopy(dict(reference)))
     for cell in merged.cells:
@@ -187,7 +200,47 @@ def merge(reference: Mapping[str, Any], answers: Mapping[str, str]) -> nbformat.
             tags = cell.metadata.setdefault("tags", [])
             if IGNORE_OUTPUT_TAG not in tags:
                 tags.append(IGNORE_OUTPUT_TAG)
+    if guard:
+        merged.cells = _with_guard_cells(reference["cells"], merged.cells)
     return merged
+
+
+def _with_guard_cells(reference_cells: list, cells: list) -> list:
+    """``cells`` (the merged notebook's, parallel to ``reference_cells``) with the guard's cells put in.
+
+    Which names each verify cell protects comes from the reference's sources, never the submission's: a
+    name the check reads that only the setup before the first answer binds must not be rebound, and a
+    built-in the check calls that no reference cell defines must not be shadowed by an answer.
+    """
+    roles = [cell_role(cell) if cell.get("cell_type") == "code" else None for cell in reference_cells]
+    start = next((i for i, role in enumerate(roles) if role == "answer" or role in GRADED_ROLES), None)
+    if start is None:
+        return list(cells)
+    sources = [cell_source(cell) if cell.get("cell_type") == "code" else "" for cell in reference_cells]
+    assigned = [names_assigned(source) for source in sources]
+    before_answers = set().union(*(names or set() for names in assigned[:start]))
+    builtins_ = builtin_names()
+    install = nbformat.v4.new_code_cell(install_cell_source())
+    install.metadata = {GUARD_METADATA_KEY: {"role": "install"}, "tags": [IGNORE_OUTPUT_TAG]}
+    install.id = "dpdl-guard-install"  # fixed ids: merging the same answers gives the same notebook
+    result = cells[:start] + [install]
+    for index in range(start, len(cells)):
+        if roles[index] in GRADED_ROLES:
+            read = names_read(sources[index]) or set()
+            later = assigned[start:index + 1]
+            known = all(names is not None for names in assigned[: index + 1])
+            rebound = set().union(*(names or set() for names in later))
+            protected = (read & before_answers) - rebound if known else set()
+            shadowable = (read & builtins_) - rebound - before_answers if known else set()
+            check_id = cell_id(reference_cells[index])
+            verify = nbformat.v4.new_code_cell(verify_cell_source(check_id, protected, shadowable))
+            verify.metadata = {GUARD_METADATA_KEY: {"role": "verify", "check": check_id}}
+            verify.outputs = [nbformat.v4.new_output("stream", name="stdout", text=verify_output(check_id))]
+            verify.execution_count = 1  # nbval compares the outputs of executed cells only
+            verify.id = f"dpdl-guard-{index}"
+            result.append(verify)
+        result.append(cells[index])
+    return result
 
 
 def _written_text(source: str, reference_source: str) -> str:
