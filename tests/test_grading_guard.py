@@ -218,3 +218,12 @@ def test_an_attack_on_the_guard_itself_is_not_stopped_in_the_kernel_but_is_flagg
     )
     result = _grade(tmp_path, hostile.submission(kind, source), kind)
     assert any("sys.modules" in flag for flag in result.review), result.review
+
+
+def test_an_honest_answer_that_plots_and_prints_is_not_flagged(tmp_path):
+    """Plotting registers matplotlib's own IPython callback, and printing goes through IPython's stream
+    wrapper: neither is tampering."""
+    solutions = "\n\n".join(hostile.NUMPY_SOLUTIONS.values())
+    answer = solutions + "\n\nimport matplotlib.pyplot as plt\n\nplt.plot([1, 2, 3])\nplt.show()\nprint('done')"
+    result = _grade(tmp_path, hostile.submission("numpy", answer), "numpy")
+    assert (result.total, result.review) == (result.max, []), [check.message for check in result.checks]
