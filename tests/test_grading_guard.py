@@ -6,14 +6,16 @@ references of ``tests/fixtures/hostile/reference.py`` (seconds per kernel), each
 the guard's message on its checks and a review flag.
 """
 
+import dis
 import math
 import sys
+import types
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from dpdl.grading import grade_submission
+from dpdl.grading import grade_submission, guard
 from dpdl.grading.cells import cell_id, cell_role, graded_cells
 from dpdl.grading.guard import (
     GUARD_KEY,
@@ -102,6 +104,61 @@ def test_changed_defaults_of_a_numpy_function_fail(verify, monkeypatch):
         verify("check_x")
 
 
+def test_a_torch_function_mode_fails_but_a_default_device_does_not(verify):
+    torch = pytest.importorskip("torch")
+    from torch.overrides import TorchFunctionMode
+
+    class Passthrough(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    verify = verify()
+    torch.set_default_device("cpu")  # pushes torch's DeviceContext mode: honest
+    try:
+        verify("check_x")
+    finally:
+        torch.set_default_device(None)
+    mode = Passthrough()
+    mode.__enter__()
+    try:
+        with pytest.raises(Exception, match=r"torch's function mode stack \(a TorchFunctionMode is active\) changed"):
+            verify("check_x")
+    finally:
+        mode.__exit__(None, None, None)
+
+
+def _functions_reachable_from(verifier):
+    """The verifier and every function of the guard that its closures hold, directly or in the lists of recorded
+    getters (not the library functions it recorded)."""
+    found, todo = {}, [verifier]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, types.FunctionType) and id(item) not in found and item.__code__.co_filename == guard.__file__:
+            found[id(item)] = item
+            for cell in item.__closure__ or ():
+                try:
+                    todo.append(cell.cell_contents)
+                except ValueError:  # not yet filled
+                    pass
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+    return list(found.values())
+
+
+def test_the_verifier_looks_up_no_global_or_builtin_name(verify):
+    """Answer code can replace any global or built-in; the verifier uses only what it saved at install."""
+    functions = _functions_reachable_from(verify())
+    assert len(functions) > 10
+    looked_up = set()
+    for function in functions:
+        codes = [function.__code__]
+        while codes:
+            code = codes.pop()
+            looked_up |= {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+            codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    assert looked_up == set()
+
+
 def test_the_install_cell_is_self_contained_python():
     source = install_cell_source()
     compile(source, "install", "exec")
@@ -186,7 +243,8 @@ def test_the_references_get_full_marks_and_no_flag_under_the_guard(tmp_path, kin
 def test_the_honest_exercise_fixture_gets_full_marks_and_no_flag_under_the_guard(tmp_path):
     path = exercise.write(exercise.reference(), tmp_path / "solved.ipynb")
     result = grade_submission(path, exercise.reference(), cell_timeout=CELL_TIMEOUT)
-    assert (result.total, result.max, result.review) == (6, 6, [])
+    assert result.max == sum(exercise.CHECK_POINTS.values())
+    assert (result.total, result.review) == (result.max, []), [check.message for check in result.checks]
 
 
 @pytest.mark.parametrize("name", sorted(hostile.attacks()))
@@ -197,7 +255,7 @@ def test_a_hostile_submission_gets_no_more_than_its_honest_marks_and_a_review_fl
     assert result.total == 0, [(check.id, check.passed, check.message) for check in result.checks]
     guarded = [check for check in result.checks if check.message.startswith(PREFIX)]
     assert guarded, f"no check failed with the guard's message: {[check.message for check in result.checks]}"
-    assert any(flag.startswith(f"{guarded[0].id}") and PREFIX in flag for flag in result.review), result.review
+    assert any(guarded[0].id in flag.split(":")[0] and PREFIX in flag for flag in result.review), result.review
 
 
 def test_a_wrong_answer_without_tampering_gets_no_flag(tmp_path):

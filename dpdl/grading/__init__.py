@@ -144,8 +144,9 @@ def grade_submission(
     review = scan_answers(submission.answers)
     for message, ids in _by_message(guard_failures(merged, run.cells)).items():
         for check in checks:
-            if check.id in ids:
-                check.passed, check.message = False, message
+            if check.id in ids:  # a check that failed anyway keeps its own reason first
+                check.message = message if check.passed else f"{check.message}; {message}"
+                check.passed = False
         review.append(f"{', '.join(ids)}: {message}")
     answer_errors = {}
     for id_ in answer_cells(reference):

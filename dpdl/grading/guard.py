@@ -66,6 +66,11 @@ def verify_output(check_id: str) -> str:
 
 def install_cell_source() -> str:
     """Source of the cell that records the snapshot: :func:`install`'s code, run once, leaving no global."""
+    if not _INSTALL_SOURCE:
+        raise RuntimeError(
+            "dpdl.grading.guard has no source file to paste into the install cell (dpdl was installed from "
+            "bytecode only); reinstall dpdl with its .py files to grade"
+        )
     return (
         "# dpdl grade: record what the checks rely on (tamper evidence; see dpdl/grading/guard.py)\n"
         + _INSTALL_SOURCE
@@ -205,7 +210,7 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
     # The built-ins the verifier calls, saved now: answer code may replace them later.
     _isinstance, _type, _len, _repr, _str, _id = isinstance, type, len, repr, str, id
     _list, _tuple, _sorted, _enumerate, _getattr, _vars, _callable = list, tuple, sorted, enumerate, getattr, vars, callable
-    _list_append, _join, _type_type = list.append, str.join, type
+    _list_append, _join, _type_type, _range, _dict, _list_type = list.append, str.join, type, range, dict, list
     _Exception, _FunctionType, _ModuleType, _MethodType = Exception, types.FunctionType, types.ModuleType, types.MethodType
     _gettrace, _getprofile, _modules = sys.gettrace, sys.getprofile, sys.modules
     missing = object()
@@ -290,7 +295,7 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
         """The object's own attributes named like its methods; a function by its code, because IPython wraps
         ``sys.stdout.write`` anew for every cell (the same code, a new closure)."""
         own = _getattr(obj, "__dict__", None)
-        if not _isinstance(own, dict):
+        if not _isinstance(own, _dict):
             return {}
         return {name: (value.__code__ if _type(value) is _FunctionType else value)
                 for name, value in own.items() if name in methods}  # fmt: skip
@@ -323,11 +328,17 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
         record_class("numpy.ndarray", numpy.ndarray)
     if torch is not None:
         record_class("torch.Tensor", torch.Tensor)
-        for counter in ("_len_torch_function_stack", "_len_torch_dispatch_stack"):
-            function = _getattr(torch._C, counter, None)
-            if function is not None:
-                equal.append((f"torch's {counter[5:].replace('_', ' ')} (a TorchFunctionMode or TorchDispatchMode "
-                              f"is active)", function, function()))  # fmt: skip
+        # A mode on torch's stacks sees every torch call (TorchFunctionMode, TorchDispatchMode). The one honest
+        # code pushes for good, torch.set_default_device's DeviceContext, is left out.
+        function_modes = _getattr(_modules.get("torch.overrides"), "_get_current_function_mode_stack", None)
+        if function_modes is not None:
+            device_context = ("torch.utils._device", "DeviceContext")  # imported only when first used
+            modes = lambda: [mode for mode in function_modes()  # noqa: E731
+                             if (_type(mode).__module__, _type(mode).__name__) != device_context]  # fmt: skip
+            equal.append(("torch's function mode stack (a TorchFunctionMode is active)", modes, modes()))
+        dispatch_depth = _getattr(torch._C, "_len_torch_dispatch_stack", None)
+        if dispatch_depth is not None:
+            equal.append(("torch's dispatch mode stack (a TorchDispatchMode is active)", dispatch_depth, dispatch_depth()))
 
     # Trace and profile functions, sys hooks, the streams outputs go through.
     sys_namespace = _vars(sys)
@@ -337,12 +348,14 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
             records.append((f"sys.{name}", sys_namespace, name, sys_namespace[name]))
     same.append(("the trace function (sys.settrace)", _gettrace, _gettrace()))
     same.append(("the profile function (sys.setprofile)", _getprofile, _getprofile()))
+    monitoring = _getattr(sys, "monitoring", None)  # Python 3.12+: tools that see every line, like a tracer
+    if monitoring is not None:
+        tools = lambda: [monitoring.get_tool(tool) for tool in _range(6)]  # noqa: E731
+        equal.append(("sys.monitoring's tools (a monitoring callback was registered)", tools, tools()))
     threading_namespace = _vars(threading)
     for name in ("_trace_hook", "_profile_hook", "settrace", "setprofile"):
         if name in threading_namespace:
             records.append((f"threading.{name}", threading_namespace, name, threading_namespace[name]))
-    meta_path = sys.meta_path
-    equal.append(("sys.meta_path (an import hook)", lambda: _list(meta_path), _list(meta_path)))
     for stream in ("stdout", "stderr"):
         record_object(f"sys.{stream}", _getattr(sys, stream))
 
@@ -362,7 +375,7 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
         manager = shell.input_transformer_manager
         for name in ("cleanup_transforms", "line_transforms", "token_transformers"):
             hooks = _getattr(manager, name, None)
-            if _isinstance(hooks, list):
+            if _isinstance(hooks, _list_type):
                 equal.append((f"IPython's input_transformer_manager.{name}", lambda h=hooks: _list(h), _list(hooks)))
         callbacks = shell.events.callbacks
 
@@ -415,13 +428,13 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
                 now = getter()
             except _Exception as error:  # noqa: BLE001
                 now = error
-            if _isinstance(value, dict) and _isinstance(now, dict):
+            if _isinstance(value, _dict) and _isinstance(now, _dict):
                 changed = [name for name in now if not _same(now[name], value.get(name, missing))]
                 changed += [name for name in value if name not in now]
                 if changed:
                     _list_append(found, f"{label}: {_join(', ', _sorted(changed))}")
-            elif _isinstance(value, list):
-                if not (_type(now) is list and _len(now) == _len(value) and _same_items(now, value)):
+            elif _isinstance(value, _list_type):
+                if not (_type(now) is _list_type and _len(now) == _len(value) and _same_items(now, value)):
                     _list_append(found, f"{label} changed")
             elif not (_type(now) is _type(value) and now == value):
                 _list_append(found, f"{label} changed")
@@ -463,4 +476,7 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
 
 # Read once, when this module is imported: a file edited during a long batch (a `git pull`) must not change
 # what the install cell runs, nor pair the new file's lines with the loaded function's line numbers.
-_INSTALL_SOURCE = inspect.getsource(install)
+try:
+    _INSTALL_SOURCE = inspect.getsource(install)
+except OSError:  # installed without sources: importing this module (verdict's package) must still work
+    _INSTALL_SOURCE = ""
