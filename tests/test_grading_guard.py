@@ -253,7 +253,7 @@ def test_a_hostile_submission_gets_no_more_than_its_honest_marks_and_a_review_fl
     result = _grade(tmp_path, hostile.submission(kind, source), kind)
     assert result.status == "graded", result.reason
     assert result.total == 0, [(check.id, check.passed, check.message) for check in result.checks]
-    guarded = [check for check in result.checks if check.message.startswith(PREFIX)]
+    guarded = [check for check in result.checks if PREFIX in check.message]
     assert guarded, f"no check failed with the guard's message: {[check.message for check in result.checks]}"
     assert any(guarded[0].id in flag.split(":")[0] and PREFIX in flag for flag in result.review), result.review
 
