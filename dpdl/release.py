@@ -323,25 +323,28 @@ def _normalise(text: str) -> str:
 
 def _exercise_secret_lines(root: Path) -> dict[str, str]:
     """Every non-trivial line of the exercises' solutions, model answers and hidden checks, normalised,
-    mapped to the exercise it comes from."""
+    mapped to the exercise it comes from; less the lines that some notebook shows students anyway
+    (outside its solutions and hidden checks): a loop over a model's parameters, say."""
     from dpdl.notebooks.build import find_blocks
 
     secrets: dict[str, str] = {}
+    public: set[str] = set()
     for source in discover_notebooks(root):
         relative = source.relative_to(root)
-        if relative.parts[0] != "exercises":
-            continue
         for cell in read_notebook(source).cells:
             lines = cell.source.split("\n")
             if cell.get("metadata", {}).get("dpdl", {}).get("role") == "hidden":
-                texts = lines
+                hidden = set(range(len(lines)))
             else:
-                texts = [line for block in find_blocks(cell.source, cell.cell_type)
-                         for line in lines[block.begin + 1:block.end]]
-            for line in texts:
-                if len(_normalise(line)) >= MIN_SECRET_LINE:
-                    secrets.setdefault(_normalise(line), relative.as_posix())
-    return secrets
+                hidden = {number for block in find_blocks(cell.source, cell.cell_type)
+                          for number in range(block.begin + 1, block.end)}
+            public.update(_normalise(line) for number, line in enumerate(lines) if number not in hidden)
+            if relative.parts[0] != "exercises":
+                continue
+            for number in sorted(hidden):
+                if len(_normalise(lines[number])) >= MIN_SECRET_LINE:
+                    secrets.setdefault(_normalise(lines[number]), relative.as_posix())
+    return {line: exercise for line, exercise in secrets.items() if line not in public}
 
 
 def _withhold_exercise_solutions(nb: NotebookNode, secrets: dict[str, str]) -> list[tuple[int, str]]:
