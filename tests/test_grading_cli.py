@@ -58,7 +58,9 @@ def test_grading_a_batch_writes_marks_and_feedback_and_asks_to_rerun_errors(tmp_
     assert rows[2]["reason"].startswith("nbval could not run the notebook (exit -9)")
     assert (rows[0]["check_mse"], rows[0]["check_softmax"], rows[0]["max"]) == ("2", "0", "8")
     assert rows[3]["reason"] == "the file is empty"
-    assert [row["review"] for row in rows] == ["unsandboxed"] * 3 + [""], "an invalid file never ran"
+    assert [row["review"] for row in rows] == ["unsandboxed"] * 2 + [rows[2]["review"], ""], "an invalid file never ran"
+    assert "answer `step` line 2: `os.kill` sends a signal to a process" in rows[2]["review"], "the scan's flag"
+    assert rows[2]["review"].endswith("; unsandboxed")
     feedback = tmp_path / "marks" / "marks_feedback"
     assert sorted(path.name for path in feedback.iterdir()) == [
         "alice__lab1_exercise.md", "bob__lab1_exercise.md", "empty.md", "killer.md", "written_answers.md",
