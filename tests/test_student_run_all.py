@@ -9,7 +9,7 @@ Each notebook runs in a fresh kernel up to that error (``dpdl.notebooks.run.run_
 the module costs a kernel start per notebook plus the cells before each first task; some train first
 (lab 5 part 2 trains part 1's network again, lab 8's exercise trains two models). Measured on the shared
 2-core machine under a load average of 15 to 25 (other test runs beside it): all 31 tests in 838 s
-(exercises 319 s, labs 519 s; 12 to 100 s a notebook), against 34 min with two torch threads per
+(exercises 319 s, labs 513 s; 12 to 100 s a notebook), against 34 min with two torch threads per
 kernel, which is why kernels get one. Notebooks read the real data mirror, as under nbval.
 """
 
