@@ -559,3 +559,19 @@ def test_the_command_mounts_the_tmpfs_before_anything_under_it_and_hides_the_rep
     assert str(ROOT) not in binds and str(ROOT / "dpdl") in binds, "the package alone, never the repository"
     assert command.index("--bind") > tmpfs and command[command.index("--bind") + 1] == str(box.shared)
     assert "--clearenv" in command and "--unshare-net" in command and "--die-with-parent" in command
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the shared directory is a tmpfs only when grading as root")
+def test_a_killed_grader_s_shared_tmpfs_is_unmounted_by_the_next_sandbox(tmp_path):
+    folder = tmp_path / "dpdl-grade-results-killed"
+    folder.mkdir()
+    killed = KernelSandbox(folder).__enter__()
+    assert os.path.ismount(killed.shared)
+    (tmp_path / "alive").mkdir()
+    with KernelSandbox(tmp_path / "alive"):
+        assert os.path.ismount(killed.shared), "a live grader's directory is left alone"
+    killed._alive.close()  # what SIGKILL does to its locks; its __exit__ never runs
+    killed._slot_lock.close()
+    (tmp_path / "next").mkdir()
+    with KernelSandbox(tmp_path / "next"):
+        assert not os.path.ismount(killed.shared) and not folder.exists()

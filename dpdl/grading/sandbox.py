@@ -160,13 +160,17 @@ class KernelSandbox:
         self.uid: int | None = None  # the kernel's uid as root; None in a user namespace
         self.shared_is_tmpfs = False
         self._slot_lock = None
+        self._alive = None  # flocked while this sandbox lives: a mount whose lock is free is a dead grader's
 
     # -- life cycle ------------------------------------------------------------------------------------
 
     def __enter__(self) -> KernelSandbox:
         self.shared.mkdir(mode=0o700)
         if os.geteuid() == 0:
+            _unmount_dead_graders_dirs()
             self.uid = self._take_uid_slot()
+            self._alive = open(self.folder / ".alive", "w")
+            fcntl.flock(self._alive, fcntl.LOCK_EX)
             self.shared_is_tmpfs = _mount_tmpfs(self.shared, SHARED_BYTES, self.uid)
             os.chown(self.shared, self.uid, self.uid)
         self._write_account_files()
@@ -177,6 +181,9 @@ class KernelSandbox:
             subprocess.run(["umount", "--lazy", str(self.shared)], capture_output=True, check=False)
             self.shared_is_tmpfs = False
         shutil.rmtree(self.shared, ignore_errors=True)
+        if self._alive is not None:
+            self._alive.close()
+            self._alive = None
         if self._slot_lock is not None:
             self._slot_lock.close()  # releases the flock
             self._slot_lock = None
@@ -283,6 +290,31 @@ class KernelSandbox:
         for key, value in env.items():
             options += ["--setenv", key, value]
         return options
+
+
+def _unmount_dead_graders_dirs() -> None:
+    """Unmount the shared tmpfs a grader killed with SIGKILL left behind (its ``__exit__`` never ran), and
+    remove its private folder: one whose ``.alive`` file nobody holds a lock on any more."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        before, _, after = line.partition(" - ")
+        if not after.startswith("tmpfs dpdl-grade-shared "):
+            continue
+        target = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), before.split()[4]))
+        try:
+            alive = open(target.parent / ".alive", "r")
+        except OSError:
+            continue  # not made by this version: leave it alone
+        with alive:
+            try:
+                fcntl.flock(alive, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its grader lives
+            subprocess.run(["umount", "--lazy", str(target)], capture_output=True, check=False)
+        shutil.rmtree(target.parent, ignore_errors=True)
 
 
 def _mount_tmpfs(path: Path, size: int, uid: int) -> bool:
