@@ -5,6 +5,7 @@ a real exercise (lab 1, the cheapest to run) as a student receives it and as a s
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -366,3 +367,10 @@ def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path, capsys, mo
     code, out = check(write(nb, tmp_path / "answered.ipynb"), capsys)
     assert failures == [True]
     assert code == FAILED and "[1/3] check_mse ... passed (2 points)" in out
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path, capsys):
+    fifo = tmp_path / "x.ipynb"
+    os.mkfifo(fifo)
+    assert main(["check", str(fifo)]) == CANNOT_GRADE  # reading it the plain way would block forever
+    assert "not a notebook: the submission is a named pipe" in capsys.readouterr().out

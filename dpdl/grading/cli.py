@@ -60,11 +60,11 @@ def register(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="notebooks graded at once (default 1); each kernel then gets cores/N CPU threads")
     parser.add_argument(
-        "--cell-timeout", type=_positive_float, default=None, metavar="S",
+        "--cell-timeout", type=positive_seconds, default=None, metavar="S",
         help="seconds one cell may run before it is interrupted and fails (default 120)",
     )  # fmt: skip
     parser.add_argument(
-        "--timeout", type=_positive_float, default=None, metavar="S",
+        "--timeout", type=positive_seconds, default=None, metavar="S",
         help="seconds one notebook may run, kernel start included, before it is killed (default 600)",
     )  # fmt: skip
     parser.add_argument(
@@ -327,7 +327,8 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive_float(text: str) -> float:
+def positive_seconds(text: str) -> float:
+    """An argparse type for a time limit in seconds (also used by ``dpdl check``)."""
     try:
         value = float(text)
     except ValueError:

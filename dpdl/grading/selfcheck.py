@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from dpdl.grading import submission_bytes
+from dpdl.grading.cli import positive_seconds
 from dpdl.grading.cells import METADATA_KEY, cell_id, cell_points, cell_role, cell_source
-from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, parse_notebook
+from dpdl.grading.merge import SubmissionError, parse_notebook
 from dpdl.grading.report import CheckResult
 from dpdl.grading.runner import KERNEL_START_ATTEMPTS
 from dpdl.grading.runner import _KERNEL_START_FAILURES, _exception_line  # the grader's own wording
@@ -325,7 +327,7 @@ def check_notebook(
 
     path = Path(path)
     try:
-        data = _read_once(path)
+        data = submission_bytes(path)
     except SubmissionError as err:
         say(f"{path}: this file cannot be graded: {err}")
         return CANNOT_GRADE
@@ -418,11 +420,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("notebook", metavar="NOTEBOOK.ipynb", help="your exercise notebook")
     parser.add_argument(
-        "--cell-timeout", type=_seconds, default=DEFAULT_CELL_TIMEOUT, metavar="S",
+        "--cell-timeout", type=positive_seconds, default=DEFAULT_CELL_TIMEOUT, metavar="S",
         help=f"seconds one cell may run before it is interrupted and fails (default {DEFAULT_CELL_TIMEOUT:g}, as the grader)",
     )  # fmt: skip
     parser.add_argument(
-        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="S",
+        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT, metavar="S",
         help=f"seconds for the whole notebook; cells not reached by then fail (default {DEFAULT_TIMEOUT:g})",
     )  # fmt: skip
     parser.set_defaults(func=_run)
@@ -430,28 +432,6 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     return check_notebook(args.notebook, cell_timeout=args.cell_timeout, timeout=args.timeout)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds; got {text}")
-    return value
-
-
-def _read_once(path: Path) -> bytes:
-    """The file's bytes, read a single time and refused before reading when over the grader's size limit."""
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if size > MAX_SUBMISSION_BYTES:
-            raise SubmissionError(
-                f"the file is {size / 2**20:.0f} MB, over the {MAX_SUBMISSION_BYTES // 2**20} MB limit; "
-                f"clear the outputs (Edit > Clear All Outputs), save, and check again"
-            )
-        return file.read()
 
 
 def _own_id_stems(cells: Sequence[Mapping[str, Any]]) -> set[str]:
