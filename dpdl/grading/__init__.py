@@ -11,9 +11,13 @@ compared here, outside the kernel (``verdict``): the reference is run once per b
 What it defends against: edited, deleted or reordered cells, added cells and forged outputs in the
 submitted file; and, with the kernel in a bubblewrap sandbox per submission (``sandbox``, on by
 default), answer code that reads the reference or other submissions, writes anywhere that outlives its
-run, signals the grader or a neighbouring kernel, uses the network or leaves processes behind. What it
-does not: answer code runs in the same kernel as the checks, so code written to subvert in-kernel
-checks (monkey-patching ``np.allclose`` or IPython's hooks) is not stopped by the sandbox.
+run, signals the grader or a neighbouring kernel, uses the network or leaves processes behind. Answer
+code still runs in the same kernel as the checks: code that subverts in-kernel asserts (patching
+``np.allclose`` or IPython's hooks) is made evident by the guard (``guard``: the check fails and the row
+is flagged for review) and by the static scan (``scan``), and cannot turn a hidden check's wrong values
+into a pass (``verdict``). What it does not stop: feedback messages carry text that answer code chose,
+so a cell running after a hidden check can copy that check's source into the student's feedback; hidden
+inputs are fixed per exercise, so the next cohort must not see this year's feedback verbatim.
 """
 
 from __future__ import annotations
