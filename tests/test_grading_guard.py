@@ -68,6 +68,22 @@ def test_a_replaced_library_function_fails_naming_it(verify, monkeypatch, capsys
     assert "math.isclose was replaced" in capsys.readouterr().out, "the message is printed too, for hidden errors"
 
 
+def test_torch_rewrapping_its_own_manual_seed_is_not_tampering_but_another_function_is(verify, monkeypatch):
+    """Importing torch._dynamo (torch does it lazily, e.g. while some errors are formatted) sets
+    ``torch.manual_seed`` to a wrapper of itself: a wrong submission lost a visible check to that once."""
+    import functools
+
+    import torch
+
+    verify = verify()
+    original = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", functools.wraps(original)(lambda seed: original(seed)))
+    verify("check_x")
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: None)
+    with pytest.raises(Exception, match=r"dpdl-guard: torch\.manual_seed was replaced"):
+        verify("check_x")
+
+
 def test_a_replaced_builtin_fails_even_though_the_verifier_uses_builtins(verify):
     import builtins
 

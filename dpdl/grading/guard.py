@@ -214,6 +214,10 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
     _Exception, _FunctionType, _ModuleType, _MethodType = Exception, types.FunctionType, types.ModuleType, types.MethodType
     _gettrace, _getprofile, _modules = sys.gettrace, sys.getprofile, sys.modules
     missing = object()
+    # Names a library rebinds to a wrapper of the same function by itself: importing torch._dynamo (which
+    # torch does lazily, for instance while an error is formatted) sets torch.manual_seed to a wrapper whose
+    # __wrapped__ is the original. Such a rebinding is not tampering.
+    _library_rewraps = ("manual_seed",)
     _trusted_callback_packages = ("matplotlib_inline", "matplotlib", "IPython", "ipykernel", "ipywidgets")
 
     def _same(now, before):
@@ -414,7 +418,8 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
         found = []
         for label, namespace, name, value in records:
             now = namespace.get(name, missing)  # dict.get, mappingproxy.get: C, not patchable
-            if not _same(now, value):
+            rewrapped = name in _library_rewraps and _getattr(now, "__wrapped__", missing) is value
+            if not _same(now, value) and not rewrapped:
                 _list_append(found, f"{label} was {'deleted' if now is missing else 'replaced'}")
         for label, getter, value in same:
             try:
