@@ -414,6 +414,13 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
     # Setup names the checks read (np, torch, test data, helpers): the verifier checks the ones it is told.
     setup_names = dict(user_ns)
 
+    def current(getter):
+        """What ``getter`` gives now, or the error it raises (a deleted attribute is a change too)."""
+        try:
+            return getter()
+        except _Exception as error:  # noqa: BLE001
+            return error
+
     def problems(protected, shadowable):
         found = []
         for label, namespace, name, value in records:
@@ -422,17 +429,11 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
             if not _same(now, value) and not rewrapped:
                 _list_append(found, f"{label} was {'deleted' if now is missing else 'replaced'}")
         for label, getter, value in same:
-            try:
-                now = getter()
-            except _Exception as error:  # noqa: BLE001
-                now = error
+            now = current(getter)
             if not _same(now, value):
                 _list_append(found, f"{label} was replaced")
         for label, getter, value in equal:
-            try:
-                now = getter()
-            except _Exception as error:  # noqa: BLE001
-                now = error
+            now = current(getter)
             if _isinstance(value, _dict) and _isinstance(now, _dict):
                 changed = [name for name in now if not _same(now[name], value.get(name, missing))]
                 changed += [name for name in value if name not in now]
