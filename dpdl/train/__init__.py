@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dpdl.train.checkpoint import load_or_train
 from dpdl.train.history import History
 from dpdl.train.loop import evaluate, fit, predict
 from dpdl.train.metrics import accuracy, per_class_accuracy
@@ -24,6 +25,7 @@ __all__ = [
     "accuracy",
     "per_class_accuracy",
     "History",
+    "load_or_train",
     "make_trial",
     "load_trial_checkpoint",
     "ReduceLROnPlateau",
