@@ -163,6 +163,31 @@ def test_no_solution_model_answer_or_hidden_check_appears_in_any_file_of_the_rel
         assert not leaks, f"{len(leaks)} secrets found in the release:\n" + "\n".join(leaks[:20])
 
 
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+HINT_NGRAM = 6  # tokens: `x.shape[-1]` is 6; a run this long copied from the solution is code, not a hint
+
+
+@pytest.mark.parametrize("source", EXERCISE_SOURCES, ids=lambda path: path.parent.name)
+def test_no_exercise_hint_repeats_its_solution_code(source):
+    """A hint on a BEGIN SOLUTION line reaches students: it may name an idea, never give a run of the
+    solution's code (``loss = (X - U @ V.T).pow(2).sum()`` as a "hint" gives away the marks)."""
+    nb = read_notebook(source)
+    copied = []
+    for index, cell in enumerate(nb.cells):
+        lines = cell.source.split("\n")
+        for block in find_blocks(cell.source, cell.cell_type):
+            hint = lines[block.begin].partition("hint:")[2]
+            code = [line.split("#")[0] for line in lines[block.begin + 1:block.end]]
+            solution_tokens = _TOKEN_RE.findall("\n".join(code))
+            runs = {tuple(solution_tokens[i:i + HINT_NGRAM]) for i in range(len(solution_tokens) - HINT_NGRAM + 1)}
+            hint_tokens = _TOKEN_RE.findall(hint)
+            for i in range(len(hint_tokens) - HINT_NGRAM + 1):
+                if tuple(hint_tokens[i:i + HINT_NGRAM]) in runs:
+                    copied.append(f"cell {index}: {hint.strip()!r} repeats {' '.join(hint_tokens[i:i + HINT_NGRAM])!r}")
+                    break
+    assert not copied, f"{source.name}: hints that give solution code away:\n" + "\n".join(copied)
+
+
 def test_lab_solutions_that_would_reveal_an_exercise_stay_stubbed(release):
     withheld = withheld_lab_solutions(ROOT)
     for line in withheld:
