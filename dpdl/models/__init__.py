@@ -1,6 +1,7 @@
-"""Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder, a VAE, a seq2seq Transformer.
+"""Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder, a VAE, a DCGAN, a seq2seq Transformer.
 
-Labs build these so they can spend their cells on training and analysis; each model returns logits.
+Labs build these so they can spend their cells on training and analysis; classifiers and decoders return
+logits (the DCGAN's generator returns images in [-1, 1]).
 ``pretrained(name)`` (lab 6, offline ImageNet weights) is imported only when first used.
 """
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from dpdl.models.autoencoder import VAE, MLPAutoencoder
 from dpdl.models.cnn import BetterCNN, SimpleCNN
+from dpdl.models.gan import DCGANDiscriminator, DCGANGenerator
 from dpdl.models.mlp import BaselineMLP
 from dpdl.models.transformer import PositionalEncoding, Seq2SeqTransformer, greedy_decode
 
@@ -25,6 +27,8 @@ __all__ = [
     "BetterCNN",
     "MLPAutoencoder",
     "VAE",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
     "Seq2SeqTransformer",
     "PositionalEncoding",
     "greedy_decode",
