@@ -7,7 +7,7 @@ generated stubs that raise ``NotImplementedError`` by design, so they are checke
 
 import os
 
-from dpdl.grading.runner import retry_kernel_starts
+from dpdl.grading.kernels import retry_kernel_starts
 
 collect_ignore_glob = [
     "labs/*/student/*",

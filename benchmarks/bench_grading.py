@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 
 from dpdl.grading import grade
-from dpdl.grading.cells import answer_cells, max_points
+from dpdl.notebooks.cells import answer_cells, max_points
 
 ROOT = Path(__file__).resolve().parents[1]
 

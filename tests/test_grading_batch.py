@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from dpdl import grading
 from dpdl.grading import grade, submission_bytes
 from dpdl.grading.batch import BatchOutput, Record, merge_outputs, parse_shard, read_records, records_dir, shard
-from dpdl.grading.cells import cell_points, cell_role, graded_cells
+from dpdl.notebooks.cells import cell_points, cell_role, graded_cells
 from dpdl.grading.cli import register
 from dpdl.grading.merge import SubmissionError, read_submission
 from dpdl.grading.report import (

@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from dpdl.grading import grade_submission, guard
-from dpdl.grading.cells import cell_id, cell_role, graded_cells
+from dpdl.notebooks.cells import cell_id, cell_role, graded_cells
 from dpdl.grading.guard import (
     GUARD_KEY,
     METADATA_KEY,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-from dpdl.grading.cells import (
+from dpdl.notebooks.cells import (
     ReferenceNotebookError,
     answer_cells,
     cell_id,

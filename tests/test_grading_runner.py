@@ -6,22 +6,12 @@ import time
 
 import psutil
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from dpdl.grading import grade, grade_submission
-from dpdl.grading.cells import cell_role
+from dpdl.notebooks.cells import cell_role
 from dpdl.grading.report import feedback_markdown
-from dpdl.grading.runner import (
-    CellOutcome,
-    _common_prefix_length,
-    _exception_line,
-    _read_results,
-    _short_difference,
-    retry_kernel_starts,
-    run_nbval,
-)
+from dpdl.grading.runner import CellOutcome, _read_results, run_nbval
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, SOFTMAX_SOLUTION, with_answers, write
 
@@ -301,33 +291,6 @@ def test_run_nbval_reports_each_code_cell_by_position():
     assert run.cells == {0: CellOutcome(0, True, ""), 1: CellOutcome(1, False, "AssertionError: x is not 2")}
 
 
-# --- message shaping (pure functions of the recorder) -------------------------------------------------------
-
-
-def test_a_bare_assertion_is_reported_with_the_failing_line():
-    error = {
-        "ename": "AssertionError",
-        "evalue": "",
-        "traceback": ["\x1b[0;31m----> 2\x1b[0m \x1b[38;5;28;01massert\x1b[39;00m w \x1b[38;5;241m==\x1b[39m 3\n"],
-    }
-    assert _exception_line(error) == "AssertionError at `assert w == 3`"
-
-
-def test_long_exception_messages_are_cut():
-    line = _exception_line({"ename": "ValueError", "evalue": "y" * 10_000, "traceback": []})
-    assert len(line) == 500 and line.endswith("…")
-
-
-def test_output_differences_show_where_they_start():
-    lines = _short_difference("[[0.5 0.5]\n [1.  0. ]]\n", "[[0.5 0.5]\n [0.5 0.5]]\n")
-    assert lines[0] == "first difference at character 13 (expected 23 characters, got 23)"
-
-
-@given(st.text(alphabet="ab\n", max_size=40), st.text(alphabet="ab\n", max_size=40))
-def test_the_first_difference_is_found_by_bisection(a, b):
-    assert _common_prefix_length(a, b) == len(os.path.commonprefix([a, b]))
-
-
 def test_results_of_a_killed_run_are_read_up_to_the_cut(tmp_path):
     path = tmp_path / "cells.jsonl"
     records = [
@@ -354,63 +317,6 @@ def test_a_kernel_that_never_started_is_told_apart_from_failing_cells(tmp_path):
     cells, setup_error = _read_results(path)
     assert setup_error == "", "once a cell ran, a failed setup is that cell's failure, not the run's"
     assert cells[0] == CellOutcome(0, False, "RuntimeError: no kernel") and cells[1].passed
-
-
-class FlakyKernelStart:
-    """Stands in for nbval's ``start_new_kernel``: raises ``error`` the first ``failures`` times."""
-
-    def __init__(self, failures, error="Kernel died before replying to kernel_info"):
-        self.failures, self.error, self.calls = failures, error, 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise RuntimeError(self.error)
-        return ("kernel manager", "client", args, kwargs)
-
-
-@pytest.fixture
-def nbval_kernel(monkeypatch):
-    """nbval's kernel module, restored after the test."""
-    from nbval import kernel
-
-    monkeypatch.setattr(kernel, "start_new_kernel", kernel.start_new_kernel)
-    return kernel
-
-
-@pytest.mark.parametrize("error", ["Kernel died before replying to kernel_info", "Kernel didn't respond in 60 seconds"])
-def test_a_kernel_that_died_or_never_answered_is_started_again(nbval_kernel, error):
-    fake = FlakyKernelStart(failures=2, error=error)
-    nbval_kernel.start_new_kernel = fake
-    assert retry_kernel_starts(attempts=3)
-    assert nbval_kernel.start_new_kernel(kernel_name="python3", cwd="x")[2:] == ((), {"kernel_name": "python3", "cwd": "x"})
-    assert fake.calls == 3
-
-
-def test_kernel_starts_give_up_after_the_last_attempt(nbval_kernel):
-    fake = FlakyKernelStart(failures=99)
-    nbval_kernel.start_new_kernel = fake
-    retry_kernel_starts(attempts=3)
-    retry_kernel_starts(attempts=3)  # patching twice wraps the original once, not the wrapper
-    with pytest.raises(RuntimeError, match="Kernel died before replying"):
-        nbval_kernel.start_new_kernel()
-    assert fake.calls == 3
-
-
-def test_other_kernel_start_failures_are_not_retried(nbval_kernel):
-    fake = FlakyKernelStart(failures=1, error="Kernel is in a bad mood")
-    nbval_kernel.start_new_kernel = fake
-    retry_kernel_starts()
-    with pytest.raises(RuntimeError, match="bad mood"):
-        nbval_kernel.start_new_kernel()
-    assert fake.calls == 1
-
-
-def test_kernel_start_retries_need_a_positive_count_and_nbval(nbval_kernel, monkeypatch):
-    with pytest.raises(ValueError, match="at least 1"):
-        retry_kernel_starts(attempts=0)
-    monkeypatch.delattr(nbval_kernel, "start_new_kernel")
-    assert retry_kernel_starts() is False, "an nbval without start_new_kernel is left alone, and says so"
 
 
 def test_kernels_graded_side_by_side_share_the_cores(monkeypatch):

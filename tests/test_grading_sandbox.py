@@ -23,7 +23,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from dpdl.grading import grade, grade_submission, load_reference, reference_values
 from dpdl.grading.cli import register
 from dpdl.grading.report import UNSANDBOXED
-from dpdl.grading.runner import MAX_VALUES_BYTES, run_nbval
+from dpdl.grading.runner import run_nbval
+from dpdl.grading.verdict import MAX_VALUES_BYTES
 from dpdl.grading.sandbox import (
     FIRST_UID,
     KernelSandbox,

@@ -5,7 +5,7 @@ import glob
 import nbformat
 import pytest
 
-from dpdl.grading.cells import answer_cells, cell_source
+from dpdl.notebooks.cells import answer_cells, cell_source
 from dpdl.grading.scan import scan_answers, scan_source
 from tests.fixtures.hostile import reference as hostile
 

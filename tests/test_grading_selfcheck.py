@@ -24,7 +24,7 @@ from dpdl.grading.selfcheck import (
     PASSED,
     review_notebook,
 )
-from dpdl.notebooks.build import ANSWER_PLACEHOLDER
+from dpdl.notebooks.cells import ANSWER_PLACEHOLDER
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, SOFTMAX_SOLUTION, STEP_SOLUTION, with_answers
 

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from dpdl.grading import grade_submission, load_reference, reference_values
-from dpdl.grading.cells import answer_cells, cell_id, cell_points, cell_source, check_cells, hidden_cells
+from dpdl.notebooks.cells import answer_cells, cell_id, cell_points, cell_source, check_cells, hidden_cells
 from dpdl.notebooks.build import build_student_copy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,8 @@ from dpdl.notebooks import (
     title_cell,
 )
 from dpdl.notebooks import cli as notebooks_cli
+from dpdl.notebooks.cells import ANSWER_PLACEHOLDER, STUB_COMMENT
 from dpdl.notebooks.build import (
-    ANSWER_PLACEHOLDER,
-    STUB_COMMENT,
     STUB_MESSAGE,
     EditedCopyError,
     MarkerError,

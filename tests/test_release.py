@@ -380,7 +380,7 @@ def test_a_hidden_check_that_the_build_let_through_stops_the_release(tmp_path, m
     from dpdl.notebooks import build
 
     _mini_course(tmp_path / "course")
-    monkeypatch.setattr(build, "_is_hidden_check", lambda cell: False)  # a build that forgot to drop them
+    monkeypatch.setattr(build, "cell_role", lambda cell: None)  # a build that forgot to drop hidden checks
     with pytest.raises(ReleaseError, match="a hidden check would be published"):
         write_release(tmp_path / "out", root=tmp_path / "course")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

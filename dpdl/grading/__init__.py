@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import nbformat
 
-from dpdl.grading.cells import (
+from dpdl.notebooks.cells import (
     ReferenceNotebookError,
     answer_cells,
     cell_id,

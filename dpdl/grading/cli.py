@@ -112,7 +112,7 @@ def _grade(args: argparse.Namespace) -> int:
     )
     from dpdl.grading.batch import BatchOutput, file_sha256, shard
     from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
-    from dpdl.grading.cells import written_cells
+    from dpdl.notebooks.cells import written_cells
 
     try:
         reference = load_reference(args.reference)

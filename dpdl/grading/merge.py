@@ -14,7 +14,10 @@ from typing import Any, Mapping
 
 import nbformat
 
-from dpdl.grading.cells import (
+from dpdl.notebooks.cells import (
+    ANSWER_BEGIN_RE,
+    ANSWER_END_RE,
+    ANSWER_PLACEHOLDER,
     GRADED_ROLES,
     answer_cells,
     cell_id,
@@ -32,7 +35,6 @@ from dpdl.grading.guard import (
     verify_cell_source,
     verify_output,
 )
-from dpdl.notebooks.build import ANSWER_PLACEHOLDER  # what the student copy puts in place of an answer
 
 __all__ = [
     "MAX_SUBMISSION_BYTES",
@@ -51,7 +53,6 @@ IGNORE_OUTPUT_TAG = "nbval-ignore-output"
 WRITTEN_ANSWER_CHARS = 20_000  # longer written answers are cut for the marker
 
 _ANSWER_BLOCK = re.compile(r"BEGIN ANSWER(?:\s*-->)?(.*?)(?:<!--\s*)?END ANSWER", re.DOTALL)
-_ANSWER_MARKER = re.compile(r"^\s*(?:<!--\s*)?(BEGIN|END) ANSWER(?:\s*-->)?\s*$")
 _MAGIC_BYTES = {
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -254,7 +255,7 @@ def _written_text(source: str, reference_source: str) -> str:
         text = match.group(1)
     else:
         lines, reference_lines = _lines(source), _lines(reference_source)
-        marks = [i for i, line in enumerate(reference_lines) if _ANSWER_MARKER.match(line)]
+        marks = [i for i, line in enumerate(reference_lines) if ANSWER_BEGIN_RE.match(line) or ANSWER_END_RE.match(line)]
         if marks:
             before, after = reference_lines[: marks[0]], reference_lines[marks[-1] + 1 :]
             if lines[: len(before)] == before:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from dpdl.notebooks.cells import MARKS_COLUMNS
+
 __all__ = [
     "STATUSES",
     "FIXED_COLUMNS",
@@ -44,7 +46,7 @@ __all__ = [
 STATUSES = ("graded", "timeout", "invalid", "error")
 WRITTEN_ANSWERS_FILE = "written_answers.md"
 # marks.csv's columns before one column per graded check id (CONTRACTS §D).
-FIXED_COLUMNS = ["submission", "total", "max", "status", "reason", "review"]
+FIXED_COLUMNS = list(MARKS_COLUMNS)  # listed once, in the cell grammar: no cell id may be one of them
 # The review flag of a row whose code ran outside the sandbox (`dpdl grade --no-sandbox`).
 UNSANDBOXED = "unsandboxed"
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP: CSV injection).

@@ -1,6 +1,6 @@
 """A bubblewrap sandbox for one grading kernel: what a submission's code can see, touch and outlive.
 
-`dpdl grade` runs nbval (pytest and the recorder of ``runner``) outside, as the grader, and only the
+`dpdl grade` runs nbval (pytest and the recorder plugin, :mod:`dpdl.grading.recorder`) outside, as the grader, and only the
 Jupyter kernel inside a sandbox made with bubblewrap (``bwrap``). The two talk over jupyter_client's
 ``ipc`` transport: Unix sockets in a directory shared with that one sandbox (:class:`KernelSandbox`; as
 root, a small tmpfs), which also receives the values a hidden check records. Inside the sandbox:

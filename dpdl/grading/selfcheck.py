@@ -6,7 +6,7 @@ that will make of their file (otter-grader's ``grader.check``, nbgrader's Valida
 
 1. Can the file be graded? It is read with the grader's own reader
    (:func:`~dpdl.grading.merge.parse_notebook`: valid notebook JSON, the size limit), then its cells are
-   looked at with :mod:`dpdl.grading.cells`: answer cells still marked, none duplicated or turned into
+   looked at with :mod:`dpdl.notebooks.cells`: answer cells still marked, none duplicated or turned into
    markdown, check cells still marked with their points, written answers still in markdown, and code
    written outside the answer cells, which the grader never runs.
 2. Do the visible checks pass? The notebook runs top to bottom in a fresh kernel (nbclient) in an empty
@@ -40,12 +40,19 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from dpdl.grading import submission_bytes
 from dpdl.grading.cli import positive_seconds
-from dpdl.grading.cells import METADATA_KEY, cell_id, cell_points, cell_role, cell_source
+from dpdl.notebooks.cells import (
+    ANSWER_PLACEHOLDER,
+    METADATA_KEY,
+    STUB_COMMENT,
+    cell_id,
+    cell_points,
+    cell_role,
+    cell_source,
+)
 from dpdl.grading.merge import SubmissionError, parse_notebook
 from dpdl.grading.report import CheckResult
-from dpdl.grading.runner import KERNEL_START_ATTEMPTS
-from dpdl.grading.runner import _KERNEL_START_FAILURES, _exception_line  # the grader's own wording
-from dpdl.notebooks.build import ANSWER_PLACEHOLDER, STUB_COMMENT
+from dpdl.grading.kernels import KERNEL_START_ATTEMPTS, KERNEL_START_FAILURES
+from dpdl.grading.recorder import exception_line  # the grader's own wording
 from dpdl.notebooks.run import KERNEL_NAME, has_nbval_marker, kernel_env
 
 __all__ = [
@@ -277,7 +284,7 @@ def run_checks(
             except DeadKernelError:
                 return "kernel died", "not run: the kernel died in an earlier cell (out of memory, a crash, or exit())"
             reply = replies.get(run_index, {})
-            message = _exception_line(reply) if reply.get("status") == "error" else ""
+            message = exception_line(reply) if reply.get("status") == "error" else ""
             if index in results:
                 result = results[index]
                 result.passed, result.message = not message, message
@@ -298,7 +305,7 @@ def run_checks(
                     started = True
                     status, stop_reason = run_all(client)
             except RuntimeError as err:  # a kernel that died before its first cell: start another (see runner)
-                if started or attempt == KERNEL_START_ATTEMPTS or not str(err).startswith(_KERNEL_START_FAILURES):
+                if started or attempt == KERNEL_START_ATTEMPTS or not str(err).startswith(KERNEL_START_FAILURES):
                     raise
                 continue
             break

@@ -3,7 +3,7 @@
 The instructor source holds the solutions and the reference outputs; ``dpdl notebooks build`` writes
 ``student/<same name>`` beside it, and ``--check`` (run by CI) fails when a copy is stale.
 
-Markers (DEVELOPERS.md, "Notebooks"):
+Markers (the grammar is :mod:`dpdl.notebooks.cells`; DEVELOPERS.md, "Notebooks"):
 
 * Code cells: the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` (both at the same
   indentation, several blocks per cell allowed, no nesting) become, at that indentation::
@@ -61,16 +61,26 @@ from dpdl.notebooks import (
     write_notebook,
 )
 
+from dpdl.notebooks.cells import (
+    ANSWER_BEGIN,
+    ANSWER_BEGIN_RE,
+    ANSWER_END,
+    ANSWER_END_RE,
+    ANSWER_LIKE_RE,
+    ANSWER_PLACEHOLDER,
+    SOLUTION_BEGIN,
+    SOLUTION_BEGIN_RE,
+    SOLUTION_END,
+    SOLUTION_END_RE,
+    SOLUTION_LIKE_RE,
+    STUB_COMMENT,
+    cell_role,
+)
+
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
 __all__ = [
-    "SOLUTION_BEGIN",
-    "SOLUTION_END",
-    "ANSWER_BEGIN",
-    "ANSWER_END",
-    "STUB_COMMENT",
-    "ANSWER_PLACEHOLDER",
     "MarkerError",
     "Block",
     "find_blocks",
@@ -86,24 +96,9 @@ __all__ = [
     "orphaned_student_copies",
 ]
 
-SOLUTION_BEGIN = "### BEGIN SOLUTION"
-SOLUTION_END = "### END SOLUTION"
-ANSWER_BEGIN = "BEGIN ANSWER"
-ANSWER_END = "END ANSWER"
-STUB_COMMENT = "# YOUR CODE HERE"
 STUB_MESSAGE = "write the code this step asks for (see the text above)"
 BUILD_METADATA = "dpdl_build"  # notebook metadata: {"sha256": hash of what the build wrote}
-ANSWER_PLACEHOLDER = "*Your answer here.*"
 
-_SOLUTION_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:[ \t]+hint:(?P<hint>.*?))?[ \t]*$")
-_SOLUTION_END_RE = re.compile(r"^(?P<indent>[ \t]*)### END SOLUTION[ \t]*$")
-_ANSWER_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)(?:<!--[ \t]*BEGIN ANSWER[ \t]*-->|BEGIN ANSWER)[ \t]*$")
-_ANSWER_END_RE = re.compile(r"^(?P<indent>[ \t]*)(?:<!--[ \t]*END ANSWER[ \t]*-->|END ANSWER)[ \t]*$")
-# Anything that looks like a marker; a line matching this but not the exact forms above is an error.
-# Lines that look like markers: a comment (code) or line (markdown) starting with one in any case, or
-# the upper-case words anywhere. Such a line that is not exactly a marker is an error.
-_SOLUTION_LIKE_RE = re.compile(r"^[#\s]*(?i:BEGIN|END)[ \t_-]*(?i:SOLUTION)|\b(?:BEGIN|END)[ \t_-]*SOLUTION")
-_ANSWER_LIKE_RE = re.compile(r"^[#<!\-*_\s]*(?i:BEGIN|END)[ \t_-]*(?i:ANSWER)|\b(?:BEGIN|END)[ \t_-]*ANSWER")
 _STUB_RE = re.compile(rf"^[ \t]*{re.escape(STUB_COMMENT)}[ \t]*\n[ \t]*raise NotImplementedError\(", re.M)
 _COLAB_URL_RE = re.compile(r"https://colab\.research\.google\.com/github/[^\s()\"'<>]+?\.ipynb")
 
@@ -198,7 +193,7 @@ def build_student_copy(
         raise ValueError(f"{source_path} is a student copy; build from the instructor source beside student/")
     nb = read_notebook(source_path)
     student = copy.deepcopy(nb)
-    student.cells = [cell for cell in student.cells if not _is_hidden_check(cell)]
+    student.cells = [cell for cell in student.cells if cell_role(cell) != "hidden"]
     for index, cell in enumerate(student.cells):
         try:
             new_source = stub_source(cell.source, cell.cell_type, cell_id=cell.metadata.get("dpdl", {}).get("id"))
@@ -324,11 +319,11 @@ class _Markers:
 
 
 _CODE_MARKERS = _Markers(
-    "solution", SOLUTION_BEGIN, SOLUTION_END, _SOLUTION_BEGIN_RE, _SOLUTION_END_RE, _SOLUTION_LIKE_RE,
-    _ANSWER_LIKE_RE, "code cells use ### BEGIN SOLUTION / ### END SOLUTION", comment_only=True,
+    "solution", SOLUTION_BEGIN, SOLUTION_END, SOLUTION_BEGIN_RE, SOLUTION_END_RE, SOLUTION_LIKE_RE,
+    ANSWER_LIKE_RE, "code cells use ### BEGIN SOLUTION / ### END SOLUTION", comment_only=True,
 )
 _MARKDOWN_MARKERS = _Markers(
-    "answer", ANSWER_BEGIN, ANSWER_END, _ANSWER_BEGIN_RE, _ANSWER_END_RE, _ANSWER_LIKE_RE,
+    "answer", ANSWER_BEGIN, ANSWER_END, ANSWER_BEGIN_RE, ANSWER_END_RE, ANSWER_LIKE_RE,
     re.compile(r"^#+[ \t]*(?i:BEGIN|END)[ \t_-]*(?i:SOLUTION)"),
     "markdown cells use BEGIN ANSWER / END ANSWER (alone on a line or as <!-- BEGIN ANSWER -->)",
     comment_only=False,
@@ -429,7 +424,7 @@ def _comment_above(source: str, block: Block) -> str | None:
     for line in reversed(lines):
         stripped = line.strip()
         if (not stripped.startswith("#") or stripped.startswith("# NBVAL")
-                or _SOLUTION_BEGIN_RE.match(line) or _SOLUTION_END_RE.match(line)):  # another block's end
+                or SOLUTION_BEGIN_RE.match(line) or SOLUTION_END_RE.match(line)):  # another block's end
             break
         comment.insert(0, stripped.lstrip("#").strip())
     return _summary(" ".join(comment)) if any(comment) else None
@@ -456,12 +451,6 @@ def _content_hash(nb: NotebookNode) -> str:
 def _stamp(nb: NotebookNode) -> None:
     nb.metadata.pop(BUILD_METADATA, None)
     nb.metadata[BUILD_METADATA] = {"sha256": _content_hash(nb)}
-
-
-def _is_hidden_check(cell) -> bool:
-    """A grader-only check (``metadata.dpdl.role == "hidden"``): it never reaches a student."""
-    entry = cell.get("metadata", {}).get("dpdl")
-    return isinstance(entry, dict) and entry.get("role") == "hidden"
 
 
 def _check_stub_compiles(original: str, stubbed: str, path: Path, index: int) -> None:

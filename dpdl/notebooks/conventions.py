@@ -14,7 +14,7 @@ import tokenize
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from dpdl.grading.cells import ReferenceNotebookError, validate_reference
+from dpdl.notebooks.cells import ReferenceNotebookError, validate_reference
 from dpdl.notebooks import (
     INSTALL_URL_RE,
     PUBLIC_REPO_SETTING,

@@ -1,4 +1,16 @@
-"""Which cells of an exercise notebook are answers, graded checks and written answers.
+"""The cell grammar of the course's notebooks: solution and answer markers, cell roles, the placeholder.
+
+``dpdl notebooks build`` (student copies), ``dpdl notebooks check`` and ``dpdl grade`` all read notebooks
+by these rules, so they are written here once, below both ``dpdl.notebooks`` and ``dpdl.grading``.
+
+Markers (DEVELOPERS.md, "Notebooks"): in code cells the lines from ``### BEGIN SOLUTION`` (a hint may
+follow: ``### BEGIN SOLUTION hint: use torch.exp``) to ``### END SOLUTION``, which the student copy
+replaces by ``# YOUR CODE HERE`` and a ``raise NotImplementedError(...)``; in markdown cells the lines
+from ``BEGIN ANSWER`` to ``END ANSWER`` (each alone on its line, or as ``<!-- BEGIN ANSWER -->``), which it
+replaces by ``*Your answer here.*``. ``SOLUTION_LIKE_RE``/``ANSWER_LIKE_RE`` catch lines that look like a
+marker without being one exactly, which the build refuses rather than copy a solution.
+
+Roles: which cells of an exercise notebook are answers, graded checks and written answers.
 
 Every gradable cell carries a stable identity in its metadata, so grading matches cells by name, never by
 position (DEVELOPERS.md, "Notebooks"; the assessed exercises of every lab). This module is the single
@@ -27,7 +39,14 @@ import re
 from typing import Any, Mapping
 
 __all__ = [
+    "SOLUTION_BEGIN",
+    "SOLUTION_END",
+    "ANSWER_BEGIN",
+    "ANSWER_END",
+    "STUB_COMMENT",
+    "ANSWER_PLACEHOLDER",
     "METADATA_KEY",
+    "MARKS_COLUMNS",
     "ROLES",
     "RESERVED_IDS",
     "ReferenceNotebookError",
@@ -45,11 +64,28 @@ __all__ = [
     "validate_reference",
 ]
 
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+SOLUTION_END = "### END SOLUTION"
+ANSWER_BEGIN = "BEGIN ANSWER"
+ANSWER_END = "END ANSWER"
+STUB_COMMENT = "# YOUR CODE HERE"  # the first line of a student copy's stub, above its raise
+ANSWER_PLACEHOLDER = "*Your answer here.*"  # what a student copy puts in place of a written answer
+
+SOLUTION_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:[ \t]+hint:(?P<hint>.*?))?[ \t]*$")
+SOLUTION_END_RE = re.compile(r"^(?P<indent>[ \t]*)### END SOLUTION[ \t]*$")
+ANSWER_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)(?:<!--[ \t]*BEGIN ANSWER[ \t]*-->|BEGIN ANSWER)[ \t]*$")
+ANSWER_END_RE = re.compile(r"^(?P<indent>[ \t]*)(?:<!--[ \t]*END ANSWER[ \t]*-->|END ANSWER)[ \t]*$")
+# Lines that look like markers: a comment (code) or line (markdown) starting with one in any case, or
+# the upper-case words anywhere. Such a line that is not exactly a marker is an error.
+SOLUTION_LIKE_RE = re.compile(r"^[#\s]*(?i:BEGIN|END)[ \t_-]*(?i:SOLUTION)|\b(?:BEGIN|END)[ \t_-]*SOLUTION")
+ANSWER_LIKE_RE = re.compile(r"^[#<!\-*_\s]*(?i:BEGIN|END)[ \t_-]*(?i:ANSWER)|\b(?:BEGIN|END)[ \t_-]*ANSWER")
+
 METADATA_KEY = "dpdl"
 ROLES = ("answer", "check", "hidden", "written")
 GRADED_ROLES = ("check", "hidden")  # the roles that carry points
-# marks.csv has these columns besides one per check id, so no cell may be called one of them.
-RESERVED_IDS = frozenset({"submission", "total", "max", "status", "reason", "review"})
+# marks.csv's columns before one per graded cell id (dpdl.grading.report), so no cell may be called one of them.
+MARKS_COLUMNS = ("submission", "total", "max", "status", "reason", "review")
+RESERVED_IDS = frozenset(MARKS_COLUMNS)
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SOLUTION_MARKER = re.compile(r"#+\s*BEGIN SOLUTION")
