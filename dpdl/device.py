@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from dpdl.flags import flag
+
 if TYPE_CHECKING:
     import torch
 
@@ -34,7 +36,7 @@ def _choose() -> tuple[torch.device, str]:
     import torch  # here, not at the top: `import dpdl` (and `dpdl --help`) must not load torch
 
     forced = os.environ.get("DPDL_DEVICE", "").strip()
-    require_cuda = os.environ.get("DPDL_REQUIRE_CUDA", "").strip().lower() in {"1", "true", "yes"}
+    require_cuda = flag("DPDL_REQUIRE_CUDA", on="a missing GPU is an error", off="fall back to MPS or the CPU")
     cuda_ok = torch.cuda.is_available()
     if require_cuda and not cuda_ok:
         raise DeviceUnavailableError(

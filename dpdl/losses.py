@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dpdl.relax import _broadcasts_to, _check_float_tensor, _check_tensor, _reduce, sample_normal
+from dpdl._checks import apply_reduction, check_broadcasts, check_choice, check_number, check_same_shape, check_tensor
+from dpdl.relax import sample_normal
 
 __all__ = [
     "hinge_loss",
@@ -31,8 +32,8 @@ def hinge_loss(scores: Tensor, y: Tensor, margin: float = 1.0, reduction: str = 
     examples near or across the boundary move the weights. Shapes: ``scores`` ``(B,)`` (or ``(B, 1)``
     from a ``Linear(..., 1)``) and ``y`` ``(B,)``; ``reduction`` ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)``).
     """
-    _check_float_tensor("hinge_loss", "scores", scores)
-    _check_tensor("hinge_loss", "y", y)
+    check_tensor("hinge_loss", "scores", scores, floating=True)
+    check_tensor("hinge_loss", "y", y)
     if scores.dim() == 2 and scores.shape[1] == 1 and y.dim() == 1:
         scores = scores.squeeze(1)
     if scores.shape != y.shape:
@@ -49,10 +50,9 @@ def hinge_loss(scores: Tensor, y: Tensor, margin: float = 1.0, reduction: str = 
             else "hinge_loss is for two classes; use cross-entropy for more"
         )
         raise ValueError(f"labels must be -1 or +1 for hinge_loss; got values {shown} — {hint}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
-        raise ValueError(f"hinge_loss needs a margin >= 0; got {margin!r} (1.0 is the usual SVM margin)")
+    check_number("hinge_loss", "margin", margin, at_least=0, hint="1.0 is the usual SVM margin")
     loss = torch.clamp(margin - y.to(scores.dtype) * scores, min=0)
-    return _reduce(loss, reduction, "hinge_loss")
+    return apply_reduction("hinge_loss", loss, reduction)
 
 
 def gaussian_kl(mu: Tensor, log_var: Tensor) -> Tensor:
@@ -80,8 +80,7 @@ def gaussian_kl_monte_carlo(
     Shapes: ``mu``, ``log_var`` ``(B, D)`` -> ``(B,)``.
     """
     _check_mu_log_var("gaussian_kl_monte_carlo", mu, log_var)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"gaussian_kl_monte_carlo needs an int num_samples >= 1; got {num_samples!r}")
+    check_number("gaussian_kl_monte_carlo", "num_samples", num_samples, at_least=1, integer=True)
     z = sample_normal(mu, log_var, generator, sample_shape=(num_samples,))  # (S, B, D)
     log_q = _log_normal(z, mu, log_var)
     log_p = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
@@ -95,21 +94,15 @@ def gaussian_log_likelihood(x: Tensor, mu: Tensor, log_var: float | Tensor) -> T
     ``log_var`` may be a number (a fixed variance shared by all) or a tensor broadcastable to ``x``
     (e.g. a learned per-pixel variance). Shapes: ``x``, ``mu`` ``(B, ...)`` -> ``(B,)``.
     """
-    _check_float_tensor("gaussian_log_likelihood", "x", x)
-    _check_float_tensor("gaussian_log_likelihood", "mu", mu)
-    if x.shape != mu.shape:
-        raise ValueError(
-            f"gaussian_log_likelihood needs x and mu of the same shape; got {tuple(x.shape)} and {tuple(mu.shape)}"
-        )
-    if x.dim() == 0:
-        raise ValueError("gaussian_log_likelihood needs a batch dimension: x of shape (B, ...), got a 0-d tensor")
+    check_tensor("gaussian_log_likelihood", "x", x, floating=True)
+    check_tensor("gaussian_log_likelihood", "mu", mu, floating=True)
+    check_same_shape("gaussian_log_likelihood", ("x", "mu"), x, mu)
+    _check_batch("gaussian_log_likelihood", x)
     if isinstance(log_var, Tensor):
-        _check_float_tensor("gaussian_log_likelihood", "log_var", log_var)
-        if not _broadcasts_to(log_var.shape, x.shape):
-            raise ValueError(
-                f"gaussian_log_likelihood: log_var of shape {tuple(log_var.shape)} does not broadcast to x "
-                f"{tuple(x.shape)}; use a number, a 0-d tensor or a tensor shaped like x"
-            )
+        check_tensor("gaussian_log_likelihood", "log_var", log_var, floating=True)
+        check_broadcasts(
+            "gaussian_log_likelihood", "log_var", log_var, x.shape, "use a number, a 0-d tensor or a tensor shaped like x"
+        )
     elif isinstance(log_var, bool) or not isinstance(log_var, (int, float)):
         raise TypeError(
             f"gaussian_log_likelihood needs log_var to be a number or a tensor; got {type(log_var).__name__}"
@@ -136,16 +129,12 @@ def vae_loss(
     ``mu``, ``log_var`` ``(B, D)``. Returns a scalar, or ``(total, reconstruction, kl)`` batch means
     with ``return_parts=True``.
     """
-    _check_float_tensor("vae_loss", "x_hat", x_hat)
-    _check_float_tensor("vae_loss", "x", x)
-    if x_hat.shape != x.shape:
-        raise ValueError(
-            f"vae_loss needs x_hat and x of the same shape; got {tuple(x_hat.shape)} and {tuple(x.shape)} — "
-            "reshape the decoder output to the input's shape"
-        )
-    if x.dim() == 0:
-        raise ValueError("vae_loss needs a batch dimension: x of shape (B, ...), got a 0-d tensor")
+    check_tensor("vae_loss", "x_hat", x_hat, floating=True)
+    check_tensor("vae_loss", "x", x, floating=True)
+    check_same_shape("vae_loss", ("x_hat", "x"), x_hat, x, "reshape the decoder output to the input's shape")
+    _check_batch("vae_loss", x)
     _check_mu_log_var("vae_loss", mu, log_var)
+    check_choice("vae_loss", "reconstruction", reconstruction, ("bce", "mse"), "'bce' when x_hat are logits")
     if mu.shape[0] != x.shape[0]:
         raise ValueError(f"vae_loss: mu has batch size {mu.shape[0]} but x has {x.shape[0]}; pass the same batch")
     batch_size = x.shape[0]
@@ -157,10 +146,8 @@ def vae_loss(
                 "or use reconstruction='mse'"
             )
         per_element = F.binary_cross_entropy_with_logits(x_hat, x, reduction="none")
-    elif reconstruction == "mse":
-        per_element = (x_hat - x).pow(2)
     else:
-        raise ValueError(f"vae_loss: reconstruction must be 'bce' (x_hat are logits) or 'mse'; got {reconstruction!r}")
+        per_element = (x_hat - x).pow(2)
     rec = per_element.reshape(batch_size, -1).sum(1)  # (B,)
     kl = gaussian_kl(mu.reshape(batch_size, -1), log_var.reshape(batch_size, -1))  # (B,)
     total = (rec + kl).mean()
@@ -174,14 +161,15 @@ def _log_normal(x: Tensor, mu: Tensor, log_var: Tensor) -> Tensor:
     return -0.5 * (_LOG_2PI + log_var + (x - mu).pow(2) * torch.exp(-log_var))
 
 
+def _check_batch(fn: str, x: Tensor) -> None:
+    if x.dim() == 0:
+        raise ValueError(f"{fn} needs a batch dimension: x of shape (B, ...), got a 0-d tensor")
+
+
 def _check_mu_log_var(fn: str, mu: Tensor, log_var: Tensor) -> None:
-    _check_float_tensor(fn, "mu", mu)
-    _check_float_tensor(fn, "log_var", log_var)
-    if mu.shape != log_var.shape:
-        raise ValueError(
-            f"{fn} needs mu and log_var of the same shape; got {tuple(mu.shape)} and {tuple(log_var.shape)} — "
-            "the encoder's two heads should have the same width"
-        )
+    check_tensor(fn, "mu", mu, floating=True)
+    check_tensor(fn, "log_var", log_var, floating=True)
+    check_same_shape(fn, ("mu", "log_var"), mu, log_var, "the encoder's two heads should have the same width")
     if mu.dim() == 0:
         raise ValueError(f"{fn} needs mu of shape (B, D) (or (D,)); got a 0-d tensor")
 

@@ -7,9 +7,12 @@ the grader) or ``DPDL_PROGRESS=0``, bars are switched off so that stored noteboo
 from __future__ import annotations
 
 import os
-from typing import Iterable, TypeVar
+from typing import TYPE_CHECKING, Iterable, TypeVar
 
-from tqdm.auto import tqdm
+from dpdl.flags import flag
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 __all__ = ["progress", "progress_enabled"]
 
@@ -17,14 +20,15 @@ T = TypeVar("T")
 
 
 def progress_enabled() -> bool:
-    """Whether progress bars are drawn: not under CI, and not when ``DPDL_PROGRESS`` is 0/false/no."""
-    if os.environ.get("DPDL_PROGRESS", "").strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    return not os.environ.get("CI")
+    """Whether progress bars are drawn: not when ``DPDL_PROGRESS`` is off (:func:`dpdl.flags.flag`), and not
+    under ``CI`` (set to anything, as CI services do)."""
+    return flag("DPDL_PROGRESS", default=True, on="bars", off="no bars") and not os.environ.get("CI")
 
 
 def progress(iterable: Iterable[T] | None = None, *, enabled: bool | None = None, **tqdm_kwargs) -> tqdm:
     """A ``tqdm.auto`` bar over ``iterable`` that is disabled under CI; ``enabled`` overrides that."""
+    from tqdm.auto import tqdm  # here: tqdm.auto imports asyncio, a tenth of a second that `dpdl --help` skips
+
     show = progress_enabled() if enabled is None else enabled
     tqdm_kwargs.setdefault("leave", False)
     return tqdm(iterable, disable=not show, **tqdm_kwargs)

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor
 
+from dpdl._checks import apply_reduction, check_broadcasts, check_number, check_same_shape, check_tensor
+
 __all__ = [
     "softmax",
     "soft_argmax",
@@ -29,7 +31,7 @@ def softmax(x: Tensor, temperature: float | Tensor = 1.0, dim: int = -1) -> Tens
     As ``temperature -> 0`` the result approaches the one-hot argmax (ties share the mass); as it grows,
     the uniform distribution. Shape: same as ``x``; sums to 1 along ``dim``.
     """
-    _check_float_tensor("softmax", "x", x)
+    check_tensor("softmax", "x", x, floating=True)
     _check_temperature(temperature)
     return torch.softmax(x / temperature, dim=dim)
 
@@ -73,7 +75,7 @@ def gumbel_softmax(
     bfloat16 has 8 significant bits, so uniform noise drawn in it takes only a few hundred values near 1
     and the samples' frequencies are measurably off ``softmax(logits)``.
     """
-    _check_float_tensor("gumbel_softmax", "logits", logits)
+    check_tensor("gumbel_softmax", "logits", logits, floating=True)
     _check_temperature(temperature)
     work_dtype = torch.promote_types(logits.dtype, torch.float32)  # float16/bfloat16 -> float32; float64 stays
     u = torch.rand(logits.shape, generator=generator, dtype=work_dtype, device=logits.device)
@@ -95,13 +97,9 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     For a non-differentiable step (rounding, one-hot argmax, sign) whose smooth version ``soft`` is close
     enough: the gradient is biased but useful. ``hard`` and ``soft`` must have the same shape.
     """
-    _check_float_tensor("straight_through", "soft", soft)
-    _check_tensor("straight_through", "hard", hard)
-    if hard.shape != soft.shape:
-        raise ValueError(
-            f"straight_through needs hard and soft of the same shape; got {tuple(hard.shape)} and "
-            f"{tuple(soft.shape)} — hard should be the discrete version of soft, element for element"
-        )
+    check_tensor("straight_through", "soft", soft, floating=True)
+    check_tensor("straight_through", "hard", hard)
+    check_same_shape("straight_through", ("hard", "soft"), hard, soft, "hard should be the discrete version of soft, element for element")
     return soft + (hard.to(soft.dtype) - soft).detach()
 
 
@@ -119,13 +117,9 @@ def sample_normal(
     deviation) keeps the variance positive without a constraint. Shapes: ``mu`` and ``log_var`` equal,
     e.g. ``(B, D)``; result ``(*sample_shape, *mu.shape)``.
     """
-    _check_float_tensor("sample_normal", "mu", mu)
-    _check_float_tensor("sample_normal", "log_var", log_var)
-    if mu.shape != log_var.shape:
-        raise ValueError(
-            f"sample_normal needs mu and log_var of the same shape; got {tuple(mu.shape)} and "
-            f"{tuple(log_var.shape)} — an encoder usually returns both from heads of equal width"
-        )
+    check_tensor("sample_normal", "mu", mu, floating=True)
+    check_tensor("sample_normal", "log_var", log_var, floating=True)
+    check_same_shape("sample_normal", ("mu", "log_var"), mu, log_var, "an encoder usually returns both from heads of equal width")
     shape = (*_check_sample_shape(sample_shape), *mu.shape)
     eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
     return mu + torch.exp(0.5 * log_var) * eps
@@ -140,20 +134,19 @@ def reinforce_surrogate(log_prob: Tensor, loss: Tensor, baseline: float | Tensor
     expected gradient. Shapes: ``log_prob`` and ``loss`` equal, e.g. ``(N,)``; ``baseline`` a number or a
     tensor broadcastable to them (it is detached too).
     """
-    _check_float_tensor("reinforce_surrogate", "log_prob", log_prob)
-    _check_tensor("reinforce_surrogate", "loss", loss)
-    if log_prob.shape != loss.shape:
-        raise ValueError(
-            f"reinforce_surrogate needs one loss per sample: log_prob and loss of the same shape; got "
-            f"{tuple(log_prob.shape)} and {tuple(loss.shape)} — do not average the loss before passing it"
-        )
+    check_tensor("reinforce_surrogate", "log_prob", log_prob, floating=True)
+    check_tensor("reinforce_surrogate", "loss", loss)
+    check_same_shape(
+        "reinforce_surrogate", ("log_prob", "loss"), log_prob, loss,
+        "one loss per sample: do not average the loss before passing it",
+    )  # fmt: skip
     advantage = loss
     if baseline is not None:
-        if isinstance(baseline, Tensor) and not _broadcasts_to(baseline.shape, loss.shape):
-            raise ValueError(
-                f"reinforce_surrogate: baseline of shape {tuple(baseline.shape)} does not broadcast to the "
-                f"loss shape {tuple(loss.shape)}; use a number, a 0-d tensor or one value per sample"
-            )
+        if isinstance(baseline, Tensor):
+            check_broadcasts(
+                "reinforce_surrogate", "baseline", baseline, loss.shape,
+                "use a number, a 0-d tensor or one value per sample of the loss",
+            )  # fmt: skip
         advantage = loss - baseline
     return (advantage.detach() * log_prob).mean()
 
@@ -167,38 +160,21 @@ def smooth_l1(x: Tensor, y: Tensor, beta: float = 1.0, reduction: str = "mean") 
     (``huber_loss(x, y, delta=beta) / beta``: far away smooth L1 has slope 1, Huber slope ``delta``). Shapes: ``x`` and ``y`` equal; ``reduction`` is
     ``"mean"`` (a scalar), ``"sum"`` or ``"none"`` (same shape as ``x``).
     """
-    _check_float_tensor("smooth_l1", "x", x)
-    _check_tensor("smooth_l1", "y", y)
-    if x.shape != y.shape:
-        raise ValueError(
-            f"smooth_l1 needs x and y of the same shape; got {tuple(x.shape)} and {tuple(y.shape)} — "
-            "a (B, 1) prediction against (B,) targets is a common cause: use y_hat.squeeze(1)"
-        )
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta >= 0 or math.isinf(beta):
-        raise ValueError(
-            f"smooth_l1 needs a finite beta >= 0; got {beta!r} — it is where the loss turns from quadratic "
-            "to linear (beta=0 gives L1)"
-        )
+    check_tensor("smooth_l1", "x", x, floating=True)
+    check_tensor("smooth_l1", "y", y)
+    check_same_shape(
+        "smooth_l1", ("x", "y"), x, y, "a (B, 1) prediction against (B,) targets is a common cause: use y_hat.squeeze(1)"
+    )
+    check_number(
+        "smooth_l1", "beta", beta, at_least=0, finite=True,
+        hint="it is where the loss turns from quadratic to linear (beta=0 gives L1)",
+    )  # fmt: skip
     diff = (x - y).abs()
     if beta == 0:
         loss = diff
     else:
         loss = torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta)
-    return _reduce(loss, reduction, "smooth_l1")
-
-
-def _check_tensor(fn: str, name: str, value: object) -> None:
-    if not isinstance(value, Tensor):
-        raise TypeError(
-            f"{fn} needs {name} to be a torch.Tensor; got {type(value).__name__} — wrap it with torch.tensor(...)"
-        )
-
-
-def _check_float_tensor(fn: str, name: str, value: object) -> None:
-    _check_tensor(fn, name, value)
-    if not value.is_floating_point():  # type: ignore[union-attr]
-        dtype = value.dtype  # type: ignore[union-attr]
-        raise TypeError(f"{fn} needs a floating-point {name}; got {dtype} — convert it with .float()")
+    return apply_reduction("smooth_l1", loss, reduction)
 
 
 def _check_temperature(temperature: float | Tensor) -> None:
@@ -233,20 +209,3 @@ def _along(v: Tensor, ndim: int, dim: int) -> Tensor:
     shape = [1] * ndim
     shape[dim] = -1
     return v.reshape(shape)
-
-
-def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(shape, target) == target
-    except RuntimeError:
-        return False
-
-
-def _reduce(loss: Tensor, reduction: str, fn: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")

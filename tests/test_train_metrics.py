@@ -144,3 +144,33 @@ def test_non_tensors_and_empty_batches_and_bad_num_classes_are_rejected():
         accuracy(torch.tensor(1.0), torch.tensor(1))
     with pytest.raises(ValueError, match="num_classes"):
         per_class_accuracy(torch.randn(2, 3), torch.tensor([0, 1]), num_classes=0)
+
+
+def test_per_class_accuracy_never_needs_float64_which_apple_mps_lacks(monkeypatch):
+    """MPS refuses float64 (``.double()`` raises there; lab 1 reached it). Forbid float64 here the same way."""
+
+    def no_float64(*args, **kwargs):
+        raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64")
+
+    real_to = torch.Tensor.to
+
+    def to_without_float64(self, *args, **kwargs):
+        if torch.float64 in args or kwargs.get("dtype") is torch.float64:
+            no_float64()
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "double", no_float64)
+    monkeypatch.setattr(torch.Tensor, "to", to_without_float64)
+    y_hat = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    y = torch.tensor([0, 1, 1, 1])
+    per_class = per_class_accuracy(y_hat, y)
+    assert per_class.dtype == torch.float32 and per_class.device == y.device
+    torch.testing.assert_close(per_class, torch.tensor([1.0, 1 / 3, math.nan]), equal_nan=True)
+    assert accuracy(y_hat, y) == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(not (torch.backends.mps.is_available()), reason="needs Apple's MPS")
+def test_metrics_run_on_mps():
+    y_hat, y = torch.randn(8, 3, device="mps"), torch.randint(0, 3, (8,), device="mps")
+    assert per_class_accuracy(y_hat, y).device.type == "mps"
+    assert 0.0 <= accuracy(y_hat, y) <= 1.0

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from dpdl.data import download, registry
 from dpdl.data.download import ChecksumError, DataUnavailableError, sha256_of
 from dpdl.data.registry import Entry, FileSpec
+from dpdl.flags import flag
 
 __all__ = [
     "fetch",
@@ -102,13 +103,8 @@ def mirror_dirs() -> list[Path]:
 
 
 def offline() -> bool:
-    """Whether ``DPDL_OFFLINE`` forbids downloads (``1``/``true``/``yes``/``on``; ``0``/empty allow them)."""
-    value = os.environ.get("DPDL_OFFLINE", "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"DPDL_OFFLINE={value!r} is not understood; set it to 1 (no downloads) or 0 (downloads allowed)")
+    """Whether ``DPDL_OFFLINE`` forbids downloads (read as every flag is: :func:`dpdl.flags.flag`)."""
+    return flag("DPDL_OFFLINE", on="no downloads", off="downloads allowed")
 
 
 def locations() -> list[tuple[str, str]]:

@@ -10,7 +10,8 @@ import math
 
 from torch import Tensor, nn
 
-from dpdl.models.mlp import _check_positive, flatten_batch
+from dpdl._checks import check_sizes
+from dpdl.models.mlp import flatten_batch
 from dpdl.relax import sample_normal
 
 __all__ = ["MLPAutoencoder", "VAE"]
@@ -33,7 +34,7 @@ class MLPAutoencoder(nn.Module):
         image_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
-        _check_positive("MLPAutoencoder", in_features=in_features, hidden=hidden, latent_dim=latent_dim)
+        check_sizes("MLPAutoencoder", in_features=in_features, hidden=hidden, latent_dim=latent_dim)
         self.in_features = in_features
         self.latent_dim = latent_dim
         self.image_shape = _check_image_shape("MLPAutoencoder", image_shape, in_features)
@@ -74,7 +75,7 @@ class VAE(nn.Module):
         image_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
-        _check_positive("VAE", in_features=in_features, hidden=hidden, latent_dim=latent_dim)
+        check_sizes("VAE", in_features=in_features, hidden=hidden, latent_dim=latent_dim)
         self.in_features = in_features
         self.latent_dim = latent_dim
         self.image_shape = _check_image_shape("VAE", image_shape, in_features)

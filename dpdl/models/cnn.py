@@ -1,4 +1,4 @@
-"""Convolutional classifiers for small images: ``SimpleCNN`` and the deeper ``BetterCNN`` (labs 4 and 6).
+"""Convolutional classifiers for small images: ``SimpleCNN`` and the deeper ``BetterCNN`` (labs 5 and 6).
 
 Convolutions share weights across positions, so they need far fewer parameters than ``BaselineMLP``
 for a better MNIST score. The flatten size is computed from ``input_size`` so the same code fits 28x28
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dpdl.models.mlp import _check_positive
+from dpdl._checks import check_sizes
 
 __all__ = ["SimpleCNN", "BetterCNN"]
 
@@ -23,7 +23,7 @@ class SimpleCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int | tuple[int, int] = 28) -> None:
         super().__init__()
-        _check_positive("SimpleCNN", in_channels=in_channels, num_classes=num_classes)
+        check_sizes("SimpleCNN", in_channels=in_channels, num_classes=num_classes)
         self.in_channels = in_channels
         self.input_size = _check_input_size("SimpleCNN", input_size)
         height, width = (_pool(_conv(side, 3)) for side in self.input_size)
@@ -58,7 +58,7 @@ class BetterCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int | tuple[int, int] = 28) -> None:
         super().__init__()
-        _check_positive("BetterCNN", in_channels=in_channels, num_classes=num_classes)
+        check_sizes("BetterCNN", in_channels=in_channels, num_classes=num_classes)
         self.in_channels = in_channels
         self.input_size = _check_input_size("BetterCNN", input_size)
         height, width = (_pool(_conv(_pool(_conv(side, 5)), 3)) for side in self.input_size)

@@ -1,6 +1,6 @@
-"""The baseline multilayer perceptron: flatten an image, one hidden ReLU layer, logits out (lab 2 and on).
+"""The baseline multilayer perceptron: flatten an image, one hidden ReLU layer, logits out (lab 4 and on).
 
-It is the yardstick every later model (CNNs in lab 4, transfer learning in lab 6) has to beat on MNIST.
+It is the yardstick every later model (CNNs in lab 5, transfer learning in lab 6) has to beat on MNIST.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 
 from torch import Tensor, nn
+
+from dpdl._checks import check_sizes
 
 __all__ = ["BaselineMLP"]
 
@@ -22,7 +24,7 @@ class BaselineMLP(nn.Module):
 
     def __init__(self, in_features: int = 784, hidden: int = 784, num_classes: int = 10) -> None:
         super().__init__()
-        _check_positive("BaselineMLP", in_features=in_features, hidden=hidden, num_classes=num_classes)
+        check_sizes("BaselineMLP", in_features=in_features, hidden=hidden, num_classes=num_classes)
         self.in_features = in_features
         self.fc1 = nn.Linear(in_features, hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
@@ -60,8 +62,3 @@ def _example_shape(in_features: int) -> str:
         return f"(B, 1, {side}, {side}) or (B, {in_features})"
     return f"(B, {in_features})"
 
-
-def _check_positive(model_name: str, **sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{model_name}: {name} must be a positive int; got {value!r}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dpdl.models.mlp import _check_positive
+from dpdl._checks import check_sizes
 from dpdl.progress import progress as _progress_bar
 from dpdl.train.history import History
 from dpdl.train.loop import Callback, _check_callbacks, _check_epochs, _model_device, _resolve_device, _run_callbacks
@@ -39,7 +39,7 @@ def sinusoidal_encoding(length: int, d_model: int, base: float = 10000.0) -> Ten
     ``2π·base``, so every position gets a distinct pattern and ``PE[p + k]`` is a rotation of ``PE[p]``
     that depends only on the offset ``k``. An odd ``d_model`` drops the last cosine column.
     """
-    _check_positive("sinusoidal_encoding", length=length, d_model=d_model)
+    check_sizes("sinusoidal_encoding", length=length, d_model=d_model)
     position = torch.arange(length, dtype=torch.float64).unsqueeze(1)  # (length, 1)
     frequency = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (ceil(d/2),)
     angle = position * frequency  # (length, ceil(d/2)); float64 so that long encodings stay exact
@@ -115,7 +115,7 @@ class Seq2SeqTransformer(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive(
+        check_sizes(
             "Seq2SeqTransformer",
             src_vocab_size=src_vocab_size,
             tgt_vocab_size=tgt_vocab_size,

@@ -11,7 +11,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["accuracy", "per_class_accuracy"]
+from dpdl._checks import check_sizes, check_tensor
+
+__all__ = ["accuracy", "per_class_accuracy", "class_predictor"]
 
 
 def accuracy(y_hat: Tensor, y: Tensor) -> float:
@@ -22,7 +24,7 @@ def accuracy(y_hat: Tensor, y: Tensor) -> float:
     integer dtype. ``y`` holds class indices ``(B,)`` (integers; 0/1 floats are fine for one logit). Extra
     trailing dimensions (``(B, C, T)`` logits with ``(B, T)`` labels) count every position.
     """
-    classes = _classes_fn(y_hat, y, where="accuracy")
+    classes = class_predictor(y_hat, y, where="accuracy")
     _check_label_range(y_hat, y, _num_classes(y_hat, y, None), where="accuracy")
     return (classes(y_hat) == y).sum().item() / y.numel()
 
@@ -35,27 +37,26 @@ def per_class_accuracy(y_hat: Tensor, y: Tensor, num_classes: int | None = None)
     largest class index seen plus one. Returns a float tensor ``(num_classes,)`` on ``y``'s device, ``nan``
     for a class without examples.
     """
-    classes = _classes_fn(y_hat, y, where="per_class_accuracy")
-    num_classes = _num_classes(y_hat, y, num_classes)
+    classes = class_predictor(y_hat, y, where="per_class_accuracy")
+    num_classes = _num_classes(y_hat, y, num_classes, where="per_class_accuracy")
     _check_label_range(y_hat, y, num_classes, where="per_class_accuracy")
     y_flat = y.reshape(-1).long()
     hit = classes(y_hat).reshape(-1) == y_flat
     total = torch.bincount(y_flat, minlength=num_classes)
     correct = torch.bincount(y_flat[hit], minlength=num_classes)
-    return correct.double().div(total.double()).float()  # 0 / 0 = nan for a class without examples
+    # float32, on y's device: Apple's MPS has no float64 (a .double() there raises), and counts below 2**24
+    # are exact in float32, whose division is correctly rounded. 0 / 0 = nan for a class without examples.
+    return correct.float() / total.float()
 
 
-# --- shared with dpdl.train.loop -------------------------------------------------------------------
-
-
-def _classes_fn(y_hat: Tensor, y: Tensor, where: str) -> Callable[[Tensor], Tensor]:
+def class_predictor(y_hat: Tensor, y: Tensor, where: str) -> Callable[[Tensor], Tensor]:
     """Check ``y_hat`` and ``y`` once and return how to turn ``y_hat`` into classes comparable with ``y``.
 
-    Deciding once per pass keeps the training loop's per-step cost to the tensor ops themselves.
+    Deciding once per pass keeps the training loop's per-step cost to the tensor ops themselves
+    (:mod:`dpdl.train.loop` calls it on the first batch). ``where`` names the caller in errors.
     """
-    for name, t in (("y_hat", y_hat), ("y", y)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{where}: {name} must be a torch.Tensor; got {type(t).__name__}")
+    check_tensor(where, "y_hat", y_hat)
+    check_tensor(where, "y", y)
     if y.dim() == 0 or y_hat.dim() == 0:
         raise ValueError(f"{where}: y_hat and y need a batch dimension; got shapes {_shape(y_hat)} and {_shape(y)}")
     if y_hat.shape[0] != y.shape[0]:
@@ -98,10 +99,12 @@ def _classes_fn(y_hat: Tensor, y: Tensor, where: str) -> Callable[[Tensor], Tens
     )
 
 
-def _num_classes(y_hat: Tensor, y: Tensor, num_classes: int | None) -> int:
+_classes_fn = class_predictor  # the name dpdl.train.loop imports today; it will import class_predictor
+
+
+def _num_classes(y_hat: Tensor, y: Tensor, num_classes: int | None, where: str = "accuracy") -> int:
     if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
+        check_sizes(where, num_classes=num_classes)
         return num_classes
     if y_hat.dtype.is_floating_point:
         return 2 if (y_hat.dim() == y.dim() or y_hat.shape[1] == 1) else y_hat.shape[1]
