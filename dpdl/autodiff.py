@@ -242,8 +242,8 @@ def tan(x: float | Dual | Var) -> float | Dual | Var:
 
 
 def exp(x: float | Dual | Var) -> float | Dual | Var:
-    """``exp(x)``; its derivative is ``exp(x)`` itself."""
-    return _apply(x, "exp", math.exp, math.exp)
+    """``exp(x)``; its derivative is ``exp(x)`` itself. ``inf`` past ``exp(709.78)``, as in torch."""
+    return _apply(x, "exp", _exp, _exp)
 
 
 def log(x: float | Dual | Var) -> float | Dual | Var:
@@ -389,15 +389,16 @@ def _div(a: float, b: float, b_varies: bool) -> tuple[float, float, float]:
 
 
 def _pow(a: float, b: float, b_varies: bool) -> tuple[float, float, float]:
-    """``a ** b``. With a varying exponent ``d/db = a**b * log(a)`` needs ``a > 0``; a constant one does not."""
-    if b_varies:
-        if not a > 0:
-            raise ValueError(
-                f"x ** y with a Dual/Var exponent needs a base x > 0, since d(x**y)/dy = x**y * log(x); "
-                f"got x = {a!r}. If the exponent is a constant, write it as a plain number (x ** 2)"
-            )
-        value = a**b
-        return value, b * a ** (b - 1), value * math.log(a)
+    """``a ** b``. With a varying exponent ``d/db = a**b * log(a)`` needs ``a > 0``, or ``a = 0`` where torch
+    takes ``d/db = 0`` (the limit from the right for ``b > 0``); a constant exponent does not."""
+    if b_varies and a > 0:
+        value = _power(a, b)
+        return value, b * _power(a, b - 1), value * math.log(a)
+    if b_varies and not a == 0:
+        raise ValueError(
+            f"x ** y with a Dual/Var exponent needs a base x > 0 (or exactly 0), since d(x**y)/dy = x**y * log(x); "
+            f"got x = {a!r}. If the exponent is a constant, write it as a plain number (x ** 2)"
+        )
     if a < 0 and not b.is_integer():
         raise ValueError(
             f"a negative base to a non-integer power is not a real number: {a!r} ** {b!r}; "
@@ -408,10 +409,29 @@ def _pow(a: float, b: float, b_varies: bool) -> tuple[float, float, float]:
         raise ZeroDivisionError(
             f"{what} of x ** {b!r} at x = 0.0 is infinite; move the input away from 0"
         )
-    return a**b, (0.0 if b == 0 else b * a ** (b - 1)), 0.0
+    return _power(a, b), (0.0 if b == 0 else b * _power(a, b - 1)), 0.0
 
 
 # --- small helpers --------------------------------------------------------------------------------
+# One rule for the edges, torch's (float64): a result too large for a float is +-inf, as ``*`` gives it
+# (python's math.exp and ** raise OverflowError instead); where torch's value and derivative are finite,
+# so are ours (0 ** y); where they are infinite by nature or undefined (log 0, x / 0, 0 ** -1, sqrt's
+# slope at 0, a negative base to a fractional power), an error says why before a nan appears downstream.
+
+
+def _exp(v: float) -> float:
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _power(a: float, b: float) -> float:
+    try:
+        return a**b
+    except OverflowError:
+        return -math.inf if a < 0 and b % 2 == 1 else math.inf
+
 
 _METHODS = ("symmetric", "newton")
 

@@ -634,3 +634,57 @@ def test_grad_check_bad_input_raises():
 def test_grad_check_in_float32_is_dominated_by_rounding():
     loss_fn, grad, w = logistic_regression(torch.float32)
     assert grad_check(loss_fn, w, grad(w)) > 1e-3  # why the docstring says: check in float64
+
+
+# --- edges: one rule, torch's (float64) -------------------------------------------------------------
+
+
+def _torch_value_and_grads(f, *point):
+    ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in point]
+    out = f(*ts)
+    out.backward()
+    return out.item(), [t.grad.item() for t in ts]
+
+
+def _var_value_and_grads(f, *point):
+    xs = [Var(v) for v in point]
+    out = f(*xs)
+    out.backward()
+    return out.value, [x.grad for x in xs]
+
+
+@pytest.mark.parametrize(("x", "y"), [(0.0, 2.0), (0.0, 1.0), (0.0, 0.0), (0.0, 3.5)])
+def test_var_to_a_var_power_at_a_base_of_zero_gives_torch_s_value_and_derivatives(x, y):
+    expected = _torch_value_and_grads(lambda a, b: a**b, x, y)
+    assert _var_value_and_grads(lambda a, b: a**b, x, y) == expected
+    dual = Dual(x, 1.0) ** Dual(y, 1.0)  # d/dx + d/dy in one forward pass
+    assert (dual.value, dual.deriv) == (expected[0], sum(expected[1]))
+
+
+def test_var_to_a_var_power_at_zero_still_raises_where_torch_s_derivative_is_infinite():
+    torch_grads = _torch_value_and_grads(lambda a, b: a**b, 0.0, 0.5)[1]
+    assert math.isinf(torch_grads[0])
+    with pytest.raises(ZeroDivisionError, match=r"derivative of x \*\* 0\.5 at x = 0\.0 is infinite"):
+        Var(0.0) ** Var(0.5)
+
+
+@pytest.mark.parametrize(
+    ("f", "point"),
+    [
+        (lambda a: torch.exp(a) if isinstance(a, torch.Tensor) else exp(a), (1000.0,)),
+        (lambda a: a**400, (10.0,)),
+        (lambda a: a**401, (-10.0,)),
+        (lambda a, b: a**b, (10.0, 400.0)),
+        (lambda a: a * a * 1e300, (1e10,)),
+    ],
+)
+def test_overflow_gives_inf_as_torch_and_multiplication_do(f, point):
+    value, grads = _var_value_and_grads(f, *point)
+    assert (value, grads) == _torch_value_and_grads(f, *point)
+    assert math.isinf(value)
+    dual = f(*[Dual(v, 1.0) for v in point])
+    assert dual.value == value and dual.deriv == sum(grads)
+
+
+def test_exp_of_a_plain_float_overflows_to_inf_like_torch():
+    assert exp(1000.0) == math.inf == torch.exp(torch.tensor(1000.0, dtype=torch.float64)).item()
