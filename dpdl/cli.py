@@ -23,8 +23,9 @@ SUBCOMMAND_MODULES = (
     "dpdl.release",
     "dpdl.site",
 )
-# What to install when a subcommand's module cannot be imported (students have no use for the dev extras).
+# What to install when a command finds a package missing (students have no use for the dev extras).
 _INSTALL_HINTS = {"check": "install Jupyter's notebook tools with: pip install nbformat nbclient ipykernel"}
+_DEFAULT_HINT = "install the instructor tools with: pip install 'dpdl[dev]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,42 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dpdl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # e.g. `dpdl grade` without nbformat: the rest still works
-            _register_unavailable(subparsers, module_name, err)
-            continue
-        module.register(subparsers)
+    for module_name in SUBCOMMAND_MODULES:  # each imports only the standard library and dpdl (tests/test_cli.py)
+        importlib.import_module(module_name).register(subparsers)
     return parser
-
-
-def _register_unavailable(subparsers, module_name: str, err: ModuleNotFoundError) -> None:
-    """A subcommand whose extra dependency is missing explains how to install it instead of breaking ``dpdl``."""
-    command = {
-        "dpdl.grading.cli": "grade", "dpdl.grading.selfcheck": "check", "dpdl.notebooks.cli": "notebooks",
-        "dpdl.data.cli": "data", "dpdl.release": "release",
-    }.get(module_name, module_name.rsplit(".", 2)[-2])  # fmt: skip
-    hint = _INSTALL_HINTS.get(command, "install the instructor tools with: pip install 'dpdl[dev]'")
-    message = f"dpdl {command} needs the Python package {err.name!r}, which is not installed; {hint}"
-    parser = subparsers.add_parser(command, help=f"(unavailable: needs {err.name})", add_help=False)
-
-    def unavailable(args: argparse.Namespace) -> int:
-        print(message, file=sys.stderr)
-        return 2
-
-    parser.set_defaults(func=unavailable, accepts_any_arguments=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "accepts_any_arguments", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ModuleNotFoundError as err:  # e.g. `dpdl grade` without nbformat: say what to install
+        if not err.name or err.name.partition(".")[0] == "dpdl":
+            raise
+        hint = _INSTALL_HINTS.get(args.command, _DEFAULT_HINT)
+        print(f"dpdl {args.command} needs the Python package {err.name!r}, which is not installed; {hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ The first thing to paste into a question to the teaching team.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import sys
@@ -55,6 +54,8 @@ def _cuda_summary(torch) -> str:
 
 
 def _version(dist: str) -> str:
+    import importlib.metadata  # here: a twentieth of a second that `dpdl --help` need not pay
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

@@ -30,9 +30,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
-
-import nbformat
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from dpdl.notebooks.cells import (
     ReferenceNotebookError,
@@ -52,6 +50,9 @@ from dpdl.grading.runner import NbvalRun, run_nbval
 from dpdl.grading.scan import scan_answers
 from dpdl.grading.verdict import Record, expected_by_check, judge, parse_records
 from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
+
+if TYPE_CHECKING:
+    import nbformat
 
 __all__ = [
     "DEFAULT_CELL_TIMEOUT",
@@ -81,6 +82,8 @@ def load_reference(path: str | os.PathLike) -> nbformat.NotebookNode:
     if not path.is_file():
         raise FileNotFoundError(f"reference notebook not found: {path}")
     try:
+        import nbformat  # here: `dpdl --help` imports this package and must stay quick
+
         nb = nbformat.from_dict(parse_notebook(path.read_bytes()))
     except SubmissionError as err:
         raise ReferenceNotebookError([f"{path}: {err}"]) from None

@@ -14,6 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+from dpdl.grading import DEFAULT_CELL_TIMEOUT, DEFAULT_TIMEOUT
+from dpdl.grading.sandbox import GiB, Limits
+
 __all__ = ["register", "EXIT_STATUSES"]
 
 EXIT_OK, EXIT_ENVIRONMENT, EXIT_USAGE, EXIT_RERUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -58,18 +61,18 @@ def register(subparsers) -> None:
         "--feedback-dir", metavar="DIR",
         help="per-student feedback and written_answers.md (default: <out stem>_feedback beside --out)",
     )  # fmt: skip
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="notebooks graded at once (default 1); each kernel then gets cores/N CPU threads")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="notebooks graded at once (default %(default)s); each kernel then gets cores/N CPU threads")
     parser.add_argument(
         "--cell-timeout", type=positive_seconds, default=None, metavar="S",
-        help="seconds one cell may run before it is interrupted and fails (default 120)",
+        help=f"seconds one cell may run before it is interrupted and fails (default {DEFAULT_CELL_TIMEOUT:g})",
     )  # fmt: skip
     parser.add_argument(
         "--timeout", type=positive_seconds, default=None, metavar="S",
-        help="seconds one notebook may run, kernel start included, before it is killed (default 600)",
+        help=f"seconds one notebook may run, kernel start included, before it is killed (default {DEFAULT_TIMEOUT:g})",
     )  # fmt: skip
     parser.add_argument(
         "--memory", type=_size, default=None, metavar="SIZE",
-        help="memory each process of a submission may allocate, e.g. 4G (default) or 6G",
+        help=f"memory each process of a submission may allocate, e.g. 6G (default {Limits.memory / GiB:g}G)",
     )  # fmt: skip
     parser.add_argument(
         "--no-sandbox", action="store_true",
@@ -103,15 +106,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from dpdl.grading import (
-        DEFAULT_CELL_TIMEOUT,
-        DEFAULT_TIMEOUT,
         ReferenceNotebookError,
         grade,
         load_reference,
         submission_sha256,
     )
     from dpdl.grading.batch import BatchOutput, file_sha256, shard
-    from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
+    from dpdl.grading.sandbox import SandboxUnavailable, require_sandbox
     from dpdl.notebooks.cells import written_cells
 
     try:

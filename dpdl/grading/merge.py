@@ -10,9 +10,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
-import nbformat
+from typing import TYPE_CHECKING, Any, Mapping
 
 from dpdl.notebooks.cells import (
     ANSWER_BEGIN_RE,
@@ -35,6 +33,9 @@ from dpdl.grading.guard import (
     verify_cell_source,
     verify_output,
 )
+
+if TYPE_CHECKING:
+    import nbformat
 
 __all__ = [
     "MAX_SUBMISSION_BYTES",
@@ -193,6 +194,8 @@ def merge(reference: Mapping[str, Any], answers: Mapping[str, str], *, guard: bo
     that records what the checks rely on, before the first answer, and one before every check and hidden
     check that verifies it (its printed line is compared, the one output nbval compares).
     """
+    import nbformat  # here: `dpdl --help` imports this module and must stay quick
+
     merged = nbformat.from_dict(copy.deepcopy(dict(reference)))
     for cell in merged.cells:
         if cell_role(cell) == "answer":
@@ -213,6 +216,8 @@ def _with_guard_cells(reference_cells: list, cells: list) -> list:
     name the check reads that only the setup before the first answer binds must not be rebound, and a
     built-in the check calls that no reference cell defines must not be shadowed by an answer.
     """
+    import nbformat
+
     roles = [cell_role(cell) if cell.get("cell_type") == "code" else None for cell in reference_cells]
     start = next((i for i, role in enumerate(roles) if role == "answer" or role in GRADED_ROLES), None)
     if start is None:

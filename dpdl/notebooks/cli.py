@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from dpdl.notebooks.run import CELL_TIMEOUT
+
 __all__ = ["register"]
 
 _MISSING = ("dpdl notebooks needs nbformat, nbclient and ipykernel (development requirements); "
@@ -30,7 +32,9 @@ def register(subparsers) -> None:
                     "directory = its folder), strip widget state and personal metadata, save it in place.",
     )
     run.add_argument("paths", nargs="+", metavar="PATH", help="notebooks to execute")
-    run.add_argument("--timeout", type=int, default=600, metavar="S", help="seconds allowed per cell (default 600)")
+    run.add_argument(
+        "--timeout", type=int, default=CELL_TIMEOUT, metavar="S", help="seconds allowed per cell (default %(default)s)"
+    )
     run.set_defaults(func=_run)
 
     build = commands.add_parser(

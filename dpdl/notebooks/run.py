@@ -39,6 +39,8 @@ __all__ = [
     "has_nbval_marker",
 ]
 
+CELL_TIMEOUT = 600  # seconds one cell may run (`dpdl notebooks run --timeout`)
+
 KERNEL_NAME = "python3"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
 LANGUAGE_INFO = {"name": "python"}  # the rest (version, lexer) differs per machine and churns diffs
@@ -69,7 +71,7 @@ class NotebookExecutionError(RuntimeError):
 
 
 def execute_notebook(
-    path: str | os.PathLike, *, timeout: int = 600, env: Mapping[str, str | None] | None = None
+    path: str | os.PathLike, *, timeout: int = CELL_TIMEOUT, env: Mapping[str, str | None] | None = None
 ) -> float:
     """Run the notebook at ``path`` top to bottom in a fresh ``python3`` kernel, clean it, and write it
     back atomically; returns (and prints) the wall time in seconds.
@@ -166,7 +168,7 @@ class StubRun:
 
 
 def run_to_first_stub(
-    path: str | os.PathLike, *, timeout: int = 600, env: Mapping[str, str | None] | None = None
+    path: str | os.PathLike, *, timeout: int = CELL_TIMEOUT, env: Mapping[str, str | None] | None = None
 ) -> StubRun:
     """Run a notebook top to bottom in a fresh kernel as Jupyter's Run All does, stopping at the first
     cell that raises without the ``raises-exception`` tag; in a student copy, the first task.
