@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from dpdl.models.cnn import check_images
-from dpdl.models.mlp import _check_positive
+from dpdl._checks import check_sizes
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator"]
 
@@ -26,7 +26,7 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, noise_dim: int = 32, width: int = 32) -> None:
         super().__init__()
-        _check_positive("DCGANGenerator", noise_dim=noise_dim, width=width)
+        check_sizes("DCGANGenerator", noise_dim=noise_dim, width=width)
         if width % 2:
             raise ValueError(f"DCGANGenerator: width must be even (the second layer has width // 2 maps); got {width}")
         self.noise_dim = noise_dim
@@ -59,7 +59,7 @@ class DCGANDiscriminator(nn.Module):
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
-        _check_positive("DCGANDiscriminator", width=width)
+        check_sizes("DCGANDiscriminator", width=width)
         self.net = nn.Sequential(
             nn.Conv2d(1, width, 4, stride=2, padding=1),  # (B, 1, 28, 28) -> (B, width, 14, 14)
             nn.LeakyReLU(0.2),
