@@ -1,4 +1,5 @@
-"""Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder, a VAE, a DCGAN, a seq2seq Transformer.
+"""Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder, a VAE, a DCGAN, a seq2seq
+Transformer, a small U-Net for diffusion.
 
 Labs build these so they can spend their cells on training and analysis; classifiers and decoders return
 logits (the DCGAN's generator returns images in [-1, 1]).
@@ -17,6 +18,7 @@ from dpdl.models.cnn import BetterCNN, SimpleCNN
 from dpdl.models.gan import DCGANDiscriminator, DCGANGenerator
 from dpdl.models.mlp import BaselineMLP
 from dpdl.models.transformer import PositionalEncoding, Seq2SeqTransformer, greedy_decode
+from dpdl.models.unet import SmallUNet
 
 # Where ``pretrained`` lives; imported on first use because it loads the EfficientNet code (seconds).
 _PRETRAINED_MODULE = "dpdl.models.pretrained_models"
@@ -32,6 +34,7 @@ __all__ = [
     "Seq2SeqTransformer",
     "PositionalEncoding",
     "greedy_decode",
+    "SmallUNet",
     "count_parameters",
     "pretrained",
 ]
