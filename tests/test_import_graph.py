@@ -19,7 +19,8 @@ DEFAULT_LAYER = 2
 LAYERS = [
     ["dpdl._checks", "dpdl.flags", "dpdl.device", "dpdl.repro", "dpdl.progress"],
     ["dpdl.autodiff", "dpdl.relax", "dpdl.losses", "dpdl.data", "dpdl.notebooks"],
-    ["dpdl.models", "dpdl.train", "dpdl.plot", "dpdl.grading", "dpdl.binder", "dpdl.frechet", "dpdl.vae", "dpdl.gan"],
+    ["dpdl.models", "dpdl.train", "dpdl.plot", "dpdl.grading", "dpdl.binder", "dpdl.frechet", "dpdl.vae", "dpdl.gan",
+     "dpdl.diffusion"],
     ["dpdl.doctor", "dpdl.release", "dpdl.site"],
     ["dpdl", "dpdl.cli", "dpdl.__main__"],
 ]
