@@ -1,5 +1,5 @@
 """Reference models shared by the labs: an MLP baseline, two CNNs, an autoencoder, a VAE, a DCGAN, a seq2seq
-Transformer, a small U-Net for diffusion.
+Transformer and LSTM, a small U-Net for diffusion.
 
 Labs build these so they can spend their cells on training and analysis; classifiers and decoders return
 logits (the DCGAN's generator returns images in [-1, 1]).
@@ -17,6 +17,7 @@ from dpdl.models.autoencoder import VAE, MLPAutoencoder
 from dpdl.models.cnn import BetterCNN, SimpleCNN
 from dpdl.models.gan import DCGANDiscriminator, DCGANGenerator
 from dpdl.models.mlp import BaselineMLP
+from dpdl.models.seq2seq_lstm import Seq2SeqLSTM
 from dpdl.models.transformer import PositionalEncoding, Seq2SeqTransformer, greedy_decode
 from dpdl.models.unet import SmallUNet
 
@@ -34,6 +35,7 @@ __all__ = [
     "Seq2SeqTransformer",
     "PositionalEncoding",
     "greedy_decode",
+    "Seq2SeqLSTM",
     "SmallUNet",
     "count_parameters",
     "pretrained",
