@@ -218,7 +218,8 @@ def linear_probe(
     from sklearn.linear_model import LogisticRegression  # here: importing dpdl.ssl stays light
 
     mean = features_train.mean(0)
-    std = features_train.std(0, unbiased=False) + 1e-6
+    std = features_train.std(0, unbiased=False)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # a feature constant in training (a blank pixel) stays as it is
     classifier = LogisticRegression(C=C, max_iter=1000)
     classifier.fit(((features_train - mean) / std).numpy(), y_train.numpy())
     return float(classifier.score(((features_test - mean) / std).numpy(), y_test.numpy()))

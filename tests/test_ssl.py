@@ -241,3 +241,11 @@ def test_linear_probe_separates_separable_features_and_not_noise():
     assert linear_probe(signal[:100], y[:100], signal[100:], y[100:]) > 0.95
     noise = randn(200, 2, seed=34)
     assert linear_probe(noise[:100], y[:100], noise[100:], y[100:]) < 0.7
+
+
+def test_linear_probe_ignores_features_constant_in_training():
+    y = torch.arange(2).repeat(50)
+    features = torch.stack([y.double() * 4 + randn(100, seed=35) * 0.5, torch.zeros(100, dtype=torch.float64)], 1)
+    test = features.clone()
+    test[:, 1] = 1e3  # a blank pixel in every training image, ink at test time
+    assert linear_probe(features, y, test, y) > 0.95
