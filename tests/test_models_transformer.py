@@ -5,17 +5,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dpdl.models.transformer import (
     PositionalEncoding,
     Seq2SeqTransformer,
     cross_attention_weights,
-    evaluate_seq2seq,
-    fit_seq2seq,
     greedy_decode,
     sinusoidal_encoding,
 )
-from dpdl.train import History
+from dpdl.train import History, evaluate, fit, teacher_forcing
 
 PAD, BOS, EOS = 0, 1, 2  # the copy task's specials; tokens 3..9 are "letters"
 
@@ -36,6 +35,16 @@ def copy_task(n, min_len=2, max_len=6, vocab=10, seed=0):
         X[i, :length] = letters
         y[i, 0], y[i, 1 : length + 1], y[i, length + 1] = BOS, letters, EOS
     return X, y
+
+
+def loader(data, batch_size, seed=None):
+    """Batches of (src, tgt) rows, shuffled with its own generator when ``seed`` is given."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(TensorDataset(*data), batch_size=batch_size, shuffle=seed is not None, generator=generator)
+
+
+def loss_ignoring_padding(logits, tgt_out):
+    return nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
 
 
 def small_model(**options):
@@ -156,19 +165,22 @@ def test_embeddings_start_at_the_scale_of_the_position_encodings():
 def trained():
     torch.manual_seed(0)
     model = small_model()
-    X, y = copy_task(600)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    history = fit_seq2seq(model, optimizer, None, (X, y), epochs=12, batch_size=32, val_data=copy_task(100, seed=1),
-                          generator=0, device="cpu", progress=False)
+    history = fit(model, optimizer, loss_ignoring_padding, loader(copy_task(600), 32, seed=0), epochs=12,
+                  val_loader=loader(copy_task(100, seed=1), 256), step=teacher_forcing(PAD), device="cpu",
+                  progress=False)
     return model, history
 
 
-def test_fit_seq2seq_learns_to_copy_with_teacher_forcing(trained):
+def test_fit_with_teacher_forcing_learns_to_copy(trained):
     model, history = trained
     assert isinstance(history, History) and len(history) == 12
     assert history.metrics == ["loss", "accuracy", "val_loss", "val_accuracy"]
     assert history["loss"][-1] < 0.3 * history["loss"][0]
     assert history["val_accuracy"][-1] > 0.95
+    assert evaluate(model, loader(copy_task(100, seed=1), 256), loss_ignoring_padding, step=teacher_forcing(PAD)) == (
+        pytest.approx({"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}, rel=1e-5)
+    )
 
 
 def test_greedy_decode_of_a_trained_copier_gives_back_its_sources(trained):
@@ -216,74 +228,6 @@ def test_greedy_decode_stops_after_max_len_tokens():
         greedy_decode(model, torch.tensor([[3]]), BOS, EOS, max_len=0)
 
 
-def test_the_default_loss_averages_over_real_tokens_only():
-    model = small_model().eval()
-    X, y = copy_task(8)
-    result = evaluate_seq2seq(model, None, (X, y))
-    logits = model(X, y[:, :-1])
-    real = y[:, 1:] != PAD
-    per_token = nn.functional.cross_entropy(logits[real], y[:, 1:][real])
-    assert result["loss"] == pytest.approx(per_token.item(), rel=1e-5)
-    assert result["accuracy"] == pytest.approx((logits.argmax(-1)[real] == y[:, 1:][real]).float().mean().item())
-
-
-def test_training_ignores_extra_padding_columns_and_is_repeatable():
-    X, y = copy_task(64)
-    wide_X = torch.cat([X, torch.zeros(64, 5, dtype=torch.long)], 1)
-    wide_y = torch.cat([y, torch.zeros(64, 3, dtype=torch.long)], 1)
-    histories = []
-    for data in [(X, y), (X, y), (wide_X, wide_y)]:
-        torch.manual_seed(1)
-        model = small_model()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        histories.append(fit_seq2seq(model, optimizer, None, data, epochs=2, batch_size=16, generator=3,
-                                     device="cpu", progress=False).to_dict())
-    assert histories[0] == histories[1]
-    for name in histories[0]:
-        assert histories[2][name] == pytest.approx(histories[0][name], rel=1e-4)
-
-
-def test_fit_seq2seq_calls_callbacks_and_stops_when_one_says_so():
-    X, y = copy_task(32)
-    seen = []
-
-    def stop_at_two(epoch, history, model):
-        seen.append((epoch, len(history), model.training))
-        return epoch == 2 or None
-
-    history = fit_seq2seq(small_model(), torch.optim.SGD(small_model().parameters(), lr=0.1), None, (X, y),
-                          epochs=5, callbacks=stop_at_two, device="cpu", progress=False)
-    assert seen == [(1, 1, False), (2, 2, False)] and len(history) == 2
-
-
-def test_fit_seq2seq_uses_the_loss_it_is_given():
-    X, y = copy_task(32)
-    calls = []
-
-    def loss_fn(logits, tgt_out):
-        calls.append((logits.shape[:2], tgt_out.shape))
-        return nn.functional.cross_entropy(logits.transpose(1, 2), tgt_out, ignore_index=PAD)
-
-    model = small_model()
-    fit_seq2seq(model, torch.optim.Adam(model.parameters()), loss_fn, (X, y), batch_size=32, device="cpu",
-                progress=False)
-    assert calls == [((32, y.shape[1] - 1), (32, y.shape[1] - 1))]
-
-
-def test_fit_seq2seq_explains_bad_data():
-    model = small_model()
-    optimizer = torch.optim.Adam(model.parameters())
-    X, y = copy_task(8)
-    with pytest.raises(TypeError, match=r"pair \(X, y\)"):
-        fit_seq2seq(model, optimizer, None, X)
-    with pytest.raises(ValueError, match="one target per source"):
-        fit_seq2seq(model, optimizer, None, (X, y[:4]))
-    with pytest.raises(ValueError, match=r"int64 of shape \(B, length\)"):
-        fit_seq2seq(model, optimizer, None, (X.float(), y))
-    with pytest.raises(ValueError, match="epochs must be a positive int"):
-        fit_seq2seq(model, optimizer, None, (X, y), epochs=0)
-
-
 # --- attention maps -----------------------------------------------------------------------------------------------
 
 
@@ -314,16 +258,6 @@ def test_cross_attention_weights_match_the_layer_recomputed_by_hand():
     assert not layer._forward_hooks and not layer._forward_pre_hooks  # hooks removed
 
 
-def test_clip_grad_norm_bounds_each_step():
-    X, y = copy_task(16)
-    model = small_model()
-    before = [p.detach().clone() for p in model.parameters()]
-    fit_seq2seq(model, torch.optim.SGD(model.parameters(), lr=1.0), None, (X, y), batch_size=16, clip_grad_norm=1e-6,
-                device="cpu", progress=False)
-    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
-    assert 0 < moved <= 1.01e-6  # one step of lr 1 with a gradient of norm at most 1e-6
-
-
 def test_a_pre_norm_model_ends_each_stack_with_a_layer_norm():
     model = small_model(norm_first=True).eval()
     assert isinstance(model.encoder.norm, nn.LayerNorm) and isinstance(model.decoder.norm, nn.LayerNorm)
@@ -339,14 +273,3 @@ def test_the_model_and_decoding_are_exported_from_dpdl_models():
 
     assert dpdl.models.Seq2SeqTransformer is Seq2SeqTransformer and dpdl.models.greedy_decode is greedy_decode
     assert dpdl.models.PositionalEncoding is PositionalEncoding
-
-
-def test_fit_seq2seq_steps_the_scheduler_after_every_batch():
-    X, y = copy_task(40)
-    model = small_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
-    fit_seq2seq(model, optimizer, None, (X, y), epochs=2, batch_size=16, scheduler=scheduler, device="cpu",
-                progress=False)
-    assert scheduler.last_epoch == 2 * 3  # 3 batches per epoch
-    assert optimizer.param_groups[0]["lr"] == 0.5**6

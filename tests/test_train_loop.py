@@ -355,7 +355,7 @@ def test_one_hot_float_labels_for_cross_entropy_are_explained():
 
 def test_float_class_labels_for_cross_entropy_are_explained():
     X, y = separable(32)
-    with pytest.raises(TypeError, match=r"y\.long\(\)"):
+    with pytest.raises(ValueError, match=r"integer class indices.*y\.long\(\)"):
         fit_once(loader=batches(X, y.float(), 16))
     with pytest.raises(ValueError, match=r"integer class indices.*y\.long\(\)"):
         fit_once(loader=batches(X, y.float(), 16), metrics=("loss",))
@@ -426,3 +426,114 @@ def test_regression_targets_with_the_default_accuracy_metric_say_to_train_on_los
     history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), [(X, y)], epochs=1,
                   metrics=("loss",))
     assert "accuracy" not in history.metrics and len(history["loss"]) == 1
+
+
+# --- scheduler, clipping and the step hook ---------------------------------------------------------
+
+
+def test_the_scheduler_is_stepped_after_every_batch():
+    X, y = separable(40)
+    model = linear()
+    optimizer = sgd(model, lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    rates = []
+    fit(model, optimizer, nn.CrossEntropyLoss(), batches(X, y, 16), epochs=2, scheduler=scheduler, device="cpu",
+        callbacks=lambda epoch, history, model: rates.append(optimizer.param_groups[0]["lr"]))
+    num_batches = len(batches(X, y, 16))
+    assert scheduler.last_epoch == 2 * num_batches
+    assert rates == [0.5**num_batches, 0.5 ** (2 * num_batches)]
+
+
+def test_step_lr_counted_in_batches_is_the_per_epoch_schedule():
+    """StepLR(step_size=len(train_loader)) trains exactly like stepping StepLR(step_size=1) after each epoch."""
+    X, y = separable(96)
+    trained = []
+    for per_batch in (True, False):
+        model = linear(seed=3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        loader = batches(X, y, 16)
+        if per_batch:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=len(loader), gamma=0.1)
+            fit(model, optimizer, nn.CrossEntropyLoss(), loader, epochs=3, scheduler=scheduler, device="cpu")
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
+            fit(model, optimizer, nn.CrossEntropyLoss(), loader, epochs=3, device="cpu",
+                callbacks=lambda epoch, history, model: scheduler.step())
+        trained.append([p.detach().clone() for p in model.parameters()])
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1**3)
+    for a, b in zip(*trained):
+        assert torch.equal(a, b)
+
+
+def test_clip_grad_norm_bounds_each_step():
+    X, y = separable(32)
+    model = linear()
+    before = [p.detach().clone() for p in model.parameters()]
+    fit(model, sgd(model, lr=1.0), nn.CrossEntropyLoss(), batches(X, y, 32), clip_grad_norm=1e-6, device="cpu")
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert 0 < moved <= 1.01e-6  # one step of lr 1 with a gradient of norm at most 1e-6
+    unclipped = linear()
+    fit(unclipped, sgd(unclipped, lr=1.0), nn.CrossEntropyLoss(), batches(X, y, 32), device="cpu")
+    assert torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(unclipped.parameters(), before))) > 1e-3
+
+
+def test_a_step_function_trains_on_batches_of_another_shape():
+    """A step for dict batches with per-example weights: the loop trains, scores and moves the dict to the device."""
+    X, y = separable(64)
+    dict_batches = [{"inputs": Xb, "labels": yb, "weights": torch.ones(len(yb))} for Xb, yb in batches(X, y, 16)]
+    seen = []
+
+    def weighted_step(model, batch, loss_fn):
+        seen.append(sorted(batch))
+        y_hat = model(batch["inputs"])
+        losses = F.cross_entropy(y_hat, batch["labels"], reduction="none")
+        return (losses * batch["weights"]).mean(), y_hat, batch["labels"]
+
+    model = linear()
+    history = fit(model, sgd(model), nn.CrossEntropyLoss(), dict_batches, epochs=5, val_loader=dict_batches,
+                  step=weighted_step, device="cpu")
+    assert seen[0] == ["inputs", "labels", "weights"]
+    assert history["accuracy"][-1] > 0.9
+    reference = linear()
+    expected = fit(reference, sgd(reference), nn.CrossEntropyLoss(), batches(X, y, 16), epochs=5,
+                   val_loader=batches(X, y, 16), device="cpu")
+    for name, values in expected.to_dict().items():  # weights of 1: the plain loop's numbers
+        assert history[name] == pytest.approx(values) if name != "epoch" else history.epochs == values
+    assert evaluate(model, dict_batches, nn.CrossEntropyLoss(), step=weighted_step)["accuracy"] == pytest.approx(
+        history["val_accuracy"][-1]
+    )
+
+
+def test_a_step_that_returns_something_else_is_explained():
+    with pytest.raises(TypeError, match=r"must return \(loss, y_hat, y\)"):
+        fit_once(step=lambda model, batch, loss_fn: loss_fn(model(batch[0]), batch[1]))
+    with pytest.raises(TypeError, match="step must be a function"):
+        fit_once(step="teacher_forcing")
+
+
+def test_bad_schedulers_and_clipping_are_explained():
+    model = linear()
+    optimizer = sgd(model)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    with pytest.raises(TypeError, match="ReduceLROnPlateau needs a metric.*callback"):
+        fit(model, optimizer, nn.CrossEntropyLoss(), batches(*separable(32), 16), scheduler=plateau)
+    other = torch.optim.lr_scheduler.StepLR(sgd(linear()), step_size=1)
+    with pytest.raises(ValueError, match="another optimizer"):
+        fit(model, optimizer, nn.CrossEntropyLoss(), batches(*separable(32), 16), scheduler=other)
+    with pytest.raises(TypeError, match="torch.optim.lr_scheduler"):
+        fit(model, optimizer, nn.CrossEntropyLoss(), batches(*separable(32), 16), scheduler=0.1)
+    for clip in (0, -1.0, "1", True):
+        with pytest.raises(ValueError, match="clip_grad_norm must be a positive number"):
+            fit(model, optimizer, nn.CrossEntropyLoss(), batches(*separable(32), 16), clip_grad_norm=clip)
+
+
+def test_fit_evaluate_and_predict_give_each_module_back_its_own_mode():
+    """A batch-norm layer frozen in eval mode inside a model in train mode stays so (transfer learning)."""
+    X, y = separable(32)
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    model.train()
+    model[1].eval()
+    fit(model, sgd(model), nn.CrossEntropyLoss(), batches(X, y, 16), val_loader=batches(X, y, 16), device="cpu")
+    evaluate(model, batches(X, y, 16), nn.CrossEntropyLoss())
+    predict(model, X)
+    assert [m.training for m in model] == [True, False, True] and model.training

@@ -22,6 +22,7 @@ from torchvision import models, transforms
 
 from dpdl.data import DataUnavailableError
 from dpdl.data.store import fetch, file_path
+from dpdl.models.modes import eval_mode
 
 __all__ = ["pretrained", "PretrainedModel", "imagenet_categories", "PRETRAINED_MODELS"]
 
@@ -68,16 +69,14 @@ class PretrainedModel:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
         head_name, model = self.head_name, self.model
-        head, was_training = getattr(model, head_name), model.training
+        head = getattr(model, head_name)
         device = next(model.parameters()).device
         setattr(model, head_name, nn.Identity())  # the network now ends with the pooled features
         try:
-            model.eval()
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 return torch.cat([model(X_batch.to(device)).cpu() for X_batch in X.split(batch_size)])
         finally:
             setattr(model, head_name, head)
-            model.train(was_training)
 
     def classify(self, images: Image.Image | Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
         """The ``k`` most probable classes of each PIL image, as ``(category, probability)`` pairs, best first."""

@@ -3,29 +3,24 @@
 Lab 7 writes attention, multi-head attention, the sinusoidal encoding and the masks by hand; this module
 puts the same pieces together from ``nn.TransformerEncoderLayer``/``nn.TransformerDecoderLayer`` so that
 notebooks can spend their cells on training and on what the model does: :class:`Seq2SeqTransformer`,
-:func:`fit_seq2seq` (teacher forcing, a loss that ignores padding), :func:`greedy_decode` and
-:func:`cross_attention_weights` (which source tokens each output looked at). All tensors are batch first.
+:func:`greedy_decode` and :func:`cross_attention_weights` (which source tokens each output looked at).
+Train it with :func:`dpdl.train.fit` and the step ``dpdl.train.teacher_forcing(pad_index)``. All tensors
+are batch first.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-
 import torch
 from torch import Tensor, nn
 
 from dpdl._checks import check_sizes
-from dpdl.progress import progress as _progress_bar
-from dpdl.train.history import History
-from dpdl.train.loop import Callback, _check_callbacks, _check_epochs, _model_device, _resolve_device, _run_callbacks
+from dpdl.models.modes import eval_mode
 
 __all__ = [
     "sinusoidal_encoding",
     "PositionalEncoding",
     "Seq2SeqTransformer",
-    "fit_seq2seq",
-    "evaluate_seq2seq",
     "greedy_decode",
     "cross_attention_weights",
 ]
@@ -182,122 +177,6 @@ class Seq2SeqTransformer(nn.Module):
         return self.decode(tgt_in, memory, src_padding_mask)
 
 
-def fit_seq2seq(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
-    train_data: tuple[Tensor, Tensor],
-    *,
-    epochs: int = 1,
-    batch_size: int = 64,
-    val_data: tuple[Tensor, Tensor] | None = None,
-    pad_index: int = 0,
-    generator: torch.Generator | int | None = None,
-    device: torch.device | str | None = None,
-    callbacks: Sequence[Callback] | Callback = (),
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    clip_grad_norm: float | None = None,
-    progress: bool = True,
-) -> History:
-    """Train a sequence-to-sequence ``model(src, tgt_in) -> logits`` with teacher forcing; returns a :class:`History`.
-
-    ``train_data = (X, y)``: source ids ``X`` ``(N, S)`` and target ids ``y`` ``(N, T)``, each row of ``y``
-    ``<bos> ... <eos>`` padded with ``pad_index`` (as :func:`dpdl.data.morse.pairs_to_tensors` gives them).
-    Every step takes a shuffled batch (order drawn from ``generator``, an int seed or a ``torch.Generator``;
-    default torch's global RNG), cuts the columns that are padding in the whole batch, and feeds the
-    decoder the target shifted right: ``logits = model(src, tgt[:, :-1])`` is scored against
-    ``tgt[:, 1:]``, so position ``t`` predicts token ``t + 1`` from the true tokens before it.
-
-    ``loss_fn(logits (B, T, V), tgt_out (B, T))`` must ignore padding; ``None`` uses the cross-entropy
-    with ``ignore_index=pad_index``. The history holds per epoch ``loss`` (averaged over the real target
-    tokens) and ``accuracy`` (the fraction of real target tokens whose argmax is right, with the true
-    prefix given), plus ``val_loss``/``val_accuracy`` with ``val_data``. ``callbacks`` follow
-    :func:`dpdl.train.fit`'s contract: ``callback(epoch, history, model)`` after every epoch (model in eval
-    mode), all of them, and training stops when one returns ``True``.
-
-    ``scheduler`` (e.g. ``OneCycleLR``: a warm-up, then a decay) is stepped after every batch: Transformers
-    trained at a high constant learning rate tend to spike, and a decaying rate ends training calmly.
-    ``clip_grad_norm`` rescales the gradient of each step to at most that norm.
-    """
-    _check_epochs(epochs)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-    X, y = _check_data(train_data, "train_data")
-    if val_data is not None:
-        val_data = _check_data(val_data, "val_data")
-    if not (callable(getattr(optimizer, "zero_grad", None)) and callable(getattr(optimizer, "step", None))):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
-    loss_fn = _loss_fn(loss_fn, pad_index)
-    callbacks = _check_callbacks(callbacks)
-    if isinstance(generator, int) and not isinstance(generator, bool):
-        generator = torch.Generator().manual_seed(generator)
-    device = _resolve_device(device)
-    model.to(device)
-    was_training = model.training
-    history = History()
-    try:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(len(X), generator=generator)
-            batches = order.split(batch_size)
-            totals = _Totals()
-            bar = _progress_bar(batches, enabled=None if progress else False, desc=f"epoch {epoch}/{epochs}")
-            for rows in bar:
-                src, tgt = _trim(X[rows], pad_index).to(device), _trim(y[rows], pad_index).to(device)
-                tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
-                logits = model(src, tgt_in)
-                loss = loss_fn(logits, tgt_out)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                totals.add(loss.detach(), logits.detach(), tgt_out, pad_index)
-            record = totals.result()
-            model.eval()
-            if val_data is not None:
-                val = evaluate_seq2seq(model, loss_fn, val_data, batch_size=max(batch_size, 256), pad_index=pad_index)
-                record.update({f"val_{name}": value for name, value in val.items()})
-            history.append(record)
-            if _run_callbacks(callbacks, epoch, history, model):
-                break
-    finally:
-        model.train(was_training)
-    return history
-
-
-@torch.no_grad()
-def evaluate_seq2seq(
-    model: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
-    data: tuple[Tensor, Tensor],
-    *,
-    batch_size: int = 256,
-    pad_index: int = 0,
-) -> dict[str, float]:
-    """Teacher-forced ``{"loss", "accuracy"}`` of ``model`` on ``data = (X, y)`` (as in :func:`fit_seq2seq`), eval mode.
-
-    With the true prefix given at every position this measures next-token prediction, not decoding:
-    :func:`greedy_decode` feeds the model its own outputs, and one early mistake can derail the rest.
-    """
-    X, y = _check_data(data, "data")
-    loss_fn = _loss_fn(loss_fn, pad_index)
-    device = _model_device(model, None)
-    was_training = model.training
-    model.eval()
-    totals = _Totals()
-    try:
-        for rows in torch.arange(len(X)).split(batch_size):
-            src, tgt = _trim(X[rows], pad_index).to(device), _trim(y[rows], pad_index).to(device)
-            logits = model(src, tgt[:, :-1])
-            totals.add(loss_fn(logits, tgt[:, 1:]), logits, tgt[:, 1:], pad_index)
-    finally:
-        model.train(was_training)
-    return totals.result()
-
-
 @torch.no_grad()
 def greedy_decode(
     model: nn.Module,
@@ -321,10 +200,8 @@ def greedy_decode(
         max_len = src.shape[1] + 10
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive int; got {max_len!r}")
-    was_training = model.training
-    model.eval()
-    try:
-        src = src.to(_model_device(model, None))
+    with eval_mode(model):
+        src = src.to(_device_of(model))
         memory, src_padding_mask = model.encode(src)
         out = torch.full((src.shape[0], 1), bos_index, dtype=torch.long, device=src.device)
         done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
@@ -336,8 +213,6 @@ def greedy_decode(
             done |= next_ids == eos_index
             if bool(done.all()):
                 break
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -362,77 +237,30 @@ def cross_attention_weights(model: Seq2SeqTransformer, src: Tensor, tgt_in: Tens
     def keep_weights(module, args, kwargs, output):
         caught.append(output[1])
 
-    was_training = model.training
-    model.eval()
     handles = [
         attention.register_forward_pre_hook(ask_for_weights, with_kwargs=True),
         attention.register_forward_hook(keep_weights, with_kwargs=True),
     ]
     try:
-        device = _model_device(model, None)
-        model(src.to(device), tgt_in.to(device))
+        with eval_mode(model):
+            device = _device_of(model)
+            model(src.to(device), tgt_in.to(device))
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return caught[0].cpu()
 
 
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-class _Totals:
-    """Sums of loss and right tokens over an epoch, kept on the device and read once at the end."""
-
-    def __init__(self) -> None:
-        self.loss_sum: Tensor | float = 0.0
-        self.right: Tensor | int = 0
-        self.tokens = 0
-
-    def add(self, loss: Tensor, logits: Tensor, tgt_out: Tensor, pad_index: int) -> None:
-        real = tgt_out != pad_index
-        n = int(real.sum())
-        self.loss_sum = self.loss_sum + loss * n
-        self.right = self.right + ((logits.argmax(-1) == tgt_out) & real).sum()
-        self.tokens += n
-
-    def result(self) -> dict[str, float]:
-        tokens = max(self.tokens, 1)
-        return {"loss": float(self.loss_sum) / tokens, "accuracy": float(self.right) / tokens}
-
-
-def _loss_fn(loss_fn, pad_index: int) -> Callable[[Tensor, Tensor], Tensor]:
-    if loss_fn is None:
-        cross_entropy = nn.CrossEntropyLoss(ignore_index=pad_index)
-        return lambda logits, tgt_out: cross_entropy(logits.flatten(0, 1), tgt_out.flatten())
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(logits, tgt_out), or None; got {type(loss_fn).__name__}")
-    return loss_fn
-
-
-def _trim(ids: Tensor, pad_index: int) -> Tensor:
-    """Drop the trailing columns that are padding in every row of the batch (batches of short rows run faster)."""
-    used = (ids != pad_index).any(0).nonzero()
-    return ids[:, : int(used[-1]) + 1] if len(used) else ids[:, :1]
+def _device_of(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _check_ids(ids: Tensor, name: str) -> None:
     if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype != torch.long:
         got = f"shape {tuple(ids.shape)}, {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
         raise ValueError(f"{name} must be token ids, int64 of shape (B, length) (batch first); got {got}")
-
-
-def _check_data(data, name: str) -> tuple[Tensor, Tensor]:
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"{name} must be a pair (X, y) of id tensors (N, S) and (N, T); got {type(data).__name__}")
-    X, y = data
-    _check_ids(X, f"{name}[0] (the sources X)")
-    _check_ids(y, f"{name}[1] (the targets y)")
-    if len(X) != len(y):
-        raise ValueError(f"{name} needs one target per source; got {len(X)} sources and {len(y)} targets")
-    if len(X) == 0:
-        raise ValueError(f"{name} is empty")
-    if y.shape[1] < 2:
-        raise ValueError(f"targets must hold at least <bos> and <eos> (2 columns); got shape {tuple(y.shape)}")
-    return X, y
-

@@ -1,8 +1,9 @@
 """The training loop, written once: ``fit`` (forward, loss, backward, step), ``evaluate`` and ``predict``.
 
 The labs first write this loop by hand; afterwards ``fit`` runs it with per-epoch metrics, validation,
-progress bars and callbacks, at the cost of the hand-written loop (metrics stay on the device until the
-epoch ends).
+progress bars, callbacks, a learning-rate scheduler and gradient clipping. What one step computes from a
+batch is a function of its own (:mod:`dpdl.train.steps`), so sequence-to-sequence models with teacher
+forcing (lab 7) train with the same loop as a classifier.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from dpdl.device import device as _default_device
+from dpdl.models.modes import eval_mode, kept_modes
 from dpdl.progress import progress as _progress_bar
 from dpdl.train.history import History
 from dpdl.train.metrics import _classes_fn
+from dpdl.train.steps import Step, _describe, supervised_step
 
 __all__ = ["fit", "evaluate", "predict", "KNOWN_METRICS"]
 
@@ -36,22 +39,43 @@ def fit(
     device: torch.device | str | None = None,
     metrics: Sequence[str] = ("loss", "accuracy"),
     callbacks: Sequence[Callback] | Callback = (),
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip_grad_norm: float | None = None,
+    step: Step | None = None,
     progress: bool = True,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` and return the per-epoch :class:`History`.
 
-    Each step: ``y_hat = model(X)``, ``loss = loss_fn(y_hat, y)``, ``loss.backward()``, ``optimizer.step()``.
-    ``train_loader`` (and ``val_loader``) is any iterable of ``(X, y)`` batches (a ``DataLoader``, a list);
-    the model and each batch are moved to ``device`` (default :func:`dpdl.device`). ``metrics`` are
-    averaged over the examples of an epoch: ``"loss"`` (batch losses weighted by batch size) and
-    ``"accuracy"`` (argmax of logits ``(B, C)`` against integer labels ``(B,)``; one logit per example is
-    thresholded at 0). With ``val_loader`` the history also holds ``val_loss``, ``val_accuracy``.
+    Each batch: ``loss, y_hat, y = step(model, batch, loss_fn)`` (by default ``y_hat = model(X)``,
+    ``loss = loss_fn(y_hat, y)``), then ``optimizer.zero_grad()``, ``loss.backward()``, the optional
+    clipping, ``optimizer.step()`` and ``scheduler.step()``. ``train_loader`` (and ``val_loader``) is any
+    iterable of batches (a ``DataLoader``, a list of ``(X, y)`` pairs); the model and the tensors of each
+    batch are moved to ``device`` (default :func:`dpdl.device`). ``metrics`` are averaged over the examples
+    of an epoch: ``"loss"`` (batch losses weighted by batch size) and ``"accuracy"`` (argmax of logits
+    ``(B, C)`` against integer labels ``(B,)``; one logit per example is thresholded at 0). With
+    ``val_loader`` the history also holds ``val_loss`` and ``val_accuracy``, computed in eval mode without
+    gradients after each epoch.
+
+    ``scheduler`` is a ``torch.optim.lr_scheduler`` scheduler of ``optimizer``, **stepped after every
+    batch**, so count its periods in steps (batches): ``len(train_loader)`` steps make one epoch, e.g.
+    ``StepLR(optimizer, step_size=len(train_loader), gamma=0.1)`` divides the rate by 10 after each epoch,
+    ``OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(train_loader))`` warms up, then decays.
+    (``ReduceLROnPlateau`` needs a metric, so it is stepped from a callback instead:
+    ``callbacks=[lambda epoch, history, model: plateau.step(history["val_loss"][-1])]``.)
+    ``clip_grad_norm`` rescales each step's gradient to a total norm of at most that number
+    (``nn.utils.clip_grad_norm_``), which keeps a rare huge gradient from undoing training.
+
+    ``step(model, batch, loss_fn) -> (loss, y_hat, y)`` says what one batch computes, for batches that are
+    not ``(X, y)`` with ``model(X)``: ``loss`` is the number to minimise (``None`` when ``loss_fn`` is
+    ``None``), and ``y_hat``, ``y`` the outputs and targets the metrics score, one row per example
+    (``y.shape[0]`` weighs the batch's loss). :func:`dpdl.train.teacher_forcing` is the step for
+    sequence-to-sequence models; the default is :func:`dpdl.train.supervised_step`.
 
     ``callbacks`` are called after every epoch as ``callback(epoch, history, model)`` (``epoch`` counts
     from 1, the model is in eval mode) — e.g. to print samples or save a checkpoint. A callback returns
     ``None`` to go on or ``True`` to stop training after this epoch (early stopping). ``progress=False``
-    hides the bars; they are hidden anyway under ``CI`` or ``DPDL_PROGRESS=0``. The model is left in the
-    train/eval mode it had before.
+    hides the bars; they are hidden anyway under ``CI`` or ``DPDL_PROGRESS=0``. Afterwards every module of
+    the model is back in the train/eval mode it had before.
     """
     epochs = _check_epochs(epochs)
     metrics = _check_metrics(metrics)
@@ -63,36 +87,38 @@ def fit(
             f"got {type(optimizer).__name__}"
         )
     _check_loss_fn(loss_fn)
+    _check_scheduler(scheduler, optimizer)
+    _check_clip(clip_grad_norm)
+    step = _check_step(step)
     _check_loader(train_loader, "train_loader")
     if val_loader is not None:
         _check_loader(val_loader, "val_loader")
     device = _resolve_device(device)
     show = None if progress else False
+    training = _Training(optimizer, scheduler, clip_grad_norm)
 
     model.to(device)
-    was_training = model.training
     history = History()
     epoch_bar = _progress_bar(  # stays on screen with the last epoch's metrics
         range(1, epochs + 1), enabled=show if epochs > 1 else False, desc="fit", unit="epoch", leave=True
     )
     try:
-        for epoch in epoch_bar:
-            model.train()
-            desc = f"epoch {epoch}/{epochs}"
-            record = _train_epoch(model, optimizer, loss_fn, train_loader, device, metrics, desc, show)
-            if val_loader is not None:
+        with kept_modes(model):
+            for epoch in epoch_bar:
+                model.train()
+                desc = f"epoch {epoch}/{epochs}"
+                record = _run_epoch(model, train_loader, step, loss_fn, device, metrics, "train_loader", desc, show, training)
+                if val_loader is not None:
+                    with eval_mode(model), torch.no_grad():
+                        val = _run_epoch(model, val_loader, step, loss_fn, device, metrics, "val_loader", "validate", show)
+                    record.update({f"val_{name}": value for name, value in val.items()})
+                history.append(record)
+                epoch_bar.set_postfix({name: round(value, 4) for name, value in record.items()}, refresh=False)
                 model.eval()
-                with torch.no_grad():
-                    val = _pass(model, val_loader, loss_fn, device, metrics, "val_loader", "validate", show)
-                record.update({f"val_{name}": value for name, value in val.items()})
-            history.append(record)
-            epoch_bar.set_postfix({name: round(value, 4) for name, value in record.items()}, refresh=False)
-            model.eval()
-            if _run_callbacks(callbacks, epoch, history, model):
-                break
+                if _run_callbacks(callbacks, epoch, history, model):
+                    break
     finally:
         epoch_bar.close()
-        model.train(was_training)
     return history
 
 
@@ -103,12 +129,15 @@ def evaluate(
     *,
     device: torch.device | str | None = None,
     metrics: Sequence[str] = ("loss", "accuracy"),
+    step: Step | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``model`` over every ``(X, y)`` batch of ``loader``, averaged over the examples.
+    """Metrics of ``model`` over every batch of ``loader``, averaged over the examples.
 
     Runs in eval mode (dropout off, batch-norm running statistics) without gradients, then restores the
-    model's previous mode. ``"loss"`` needs ``loss_fn`` and is left out without one. ``device`` defaults
-    to the device the model's parameters are on. Returns e.g. ``{"loss": 0.31, "accuracy": 0.91}``.
+    model's previous modes. ``"loss"`` needs ``loss_fn`` and is left out without one. ``device`` defaults
+    to the device the model's parameters are on. ``step`` is as in :func:`fit` (e.g.
+    ``step=teacher_forcing(PAD)`` for a sequence-to-sequence model). Returns e.g.
+    ``{"loss": 0.31, "accuracy": 0.91}``.
     """
     metrics = _check_metrics(metrics)
     _check_model(model)
@@ -118,16 +147,12 @@ def evaluate(
             raise ValueError("evaluate has nothing to compute: pass loss_fn, or ask for metrics=('accuracy',)")
     else:
         _check_loss_fn(loss_fn)
+    step = _check_step(step)
     _check_loader(loader, "loader")
     device = _model_device(model, device)
     model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return _pass(model, loader, loss_fn, device, metrics, "loader", "evaluate", False)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        return _run_epoch(model, loader, step, loss_fn, device, metrics, "loader", "evaluate", False)
 
 
 def predict(
@@ -141,7 +166,7 @@ def predict(
 
     ``loader_or_X`` is a tensor ``X`` of shape ``(N, ...)`` (run in batches of ``batch_size`` so that a big
     ``X`` fits in memory) or an iterable yielding ``X`` or ``(X, y)`` batches (labels are ignored). Runs in
-    eval mode without gradients and restores the previous mode; ``device`` defaults to the device the
+    eval mode without gradients and restores the previous modes; ``device`` defaults to the device the
     model's parameters are on. A model returning a tuple of tensors gets a tuple of concatenations.
     """
     _check_model(model)
@@ -156,16 +181,11 @@ def predict(
         batches = loader_or_X
     device = _model_device(model, device)
     model.to(device)
-    was_training = model.training
-    model.eval()
     outputs: list[Any] = []
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                X = _inputs_of(batch)
-                outputs.append(_to_cpu(model(X.to(device))))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for batch in batches:
+            X = _inputs_of(batch)
+            outputs.append(_to_cpu(model(X.to(device))))
     if not outputs:
         raise ValueError("predict got no batches: loader_or_X is empty")
     if isinstance(outputs[0], tuple):
@@ -238,65 +258,65 @@ class _Totals:
         self.outputs, self.labels, self.held = [], [], 0
 
 
-def _train_epoch(model, optimizer, loss_fn, loader, device, metrics, desc, show) -> dict[str, float]:
+class _Training:
+    """What a training pass does after the forward pass; an evaluation pass has none."""
+
+    def __init__(self, optimizer, scheduler, clip_grad_norm) -> None:
+        self.optimizer, self.scheduler, self.clip_grad_norm = optimizer, scheduler, clip_grad_norm
+
+    def update(self, model: nn.Module, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+
+def _run_epoch(model, loader, step, loss_fn, device, metrics, where, desc, show, training=None) -> dict[str, float]:
+    """One pass over ``loader``: train when ``training`` is given, else only measure (the caller sets eval
+    mode and ``no_grad``). Returns the metrics averaged over the examples."""
     totals = _Totals(metrics)
+    wants_loss = training is not None or totals.want_loss
     first = True
     non_blocking = device.type == "cuda"  # overlap copies with compute; safe as CUDA streams keep order
     for batch in _progress_bar(loader, enabled=show, desc=desc, unit="batch"):
-        if first:
-            _check_batch(batch, "train_loader")
-        X, y = batch
-        X, y = X.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
-        y_hat = model(X)
-        if first:
-            _check_outputs(y_hat, y, totals, "train_loader")
-        loss = _loss(loss_fn, y_hat, y)
-        if first:
-            _check_loss(loss)
-            _check_trainable(loss, model)
-            first = False
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        totals.add(loss, y_hat, y)
-    if first:
-        raise ValueError("train_loader yielded no batches; is the dataset empty, or a generator already used up?")
-    return totals.result()
-
-
-def _pass(model, loader, loss_fn, device, metrics, where, desc, show) -> dict[str, float]:
-    """Metrics over one pass without training (the caller sets eval mode and ``no_grad``)."""
-    totals = _Totals(metrics)
-    first = True
-    non_blocking = device.type == "cuda"
-    for batch in _progress_bar(loader, enabled=show, desc=desc, unit="batch"):
-        if first:
+        if first and step is supervised_step:
             _check_batch(batch, where)
-        X, y = batch
-        X, y = X.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
-        y_hat = model(X)
+        batch = _to_device(batch, device, non_blocking)
+        loss, y_hat, y = _check_step_result(step(model, batch, loss_fn if wants_loss else None), first)
         if first:
             _check_outputs(y_hat, y, totals, where)
-        loss = _loss(loss_fn, y_hat, y) if totals.want_loss else None
-        if first and loss is not None:
-            _check_loss(loss)
-        first = False
+            if wants_loss:
+                _check_loss(loss)
+            if training is not None:
+                _check_trainable(loss, model)
+            first = False
+        if training is not None:
+            training.update(model, loss)
         totals.add(loss, y_hat, y)
     if first:
         raise ValueError(f"{where} yielded no batches; is the dataset empty, or a generator already used up?")
     return totals.result()
 
 
-def _loss(loss_fn, y_hat: Tensor, y: Tensor) -> Tensor:
-    try:
-        return loss_fn(y_hat, y)
-    except (RuntimeError, ValueError, IndexError, TypeError) as err:
-        hint = _loss_hint(y_hat, y)
-        if hint is None:
-            raise
-        raise ValueError(
-            f"loss_fn(y_hat, y) failed for y_hat {_describe(y_hat)} and y {_describe(y)}: {err}\n{hint}"
-        ) from err
+def _to_device(batch: Any, device: torch.device, non_blocking: bool) -> Any:
+    """The batch with every tensor in it (in a tuple, list or dict) on ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(item, device, non_blocking) for item in batch)
+    if isinstance(batch, dict):
+        return {key: _to_device(value, device, non_blocking) for key, value in batch.items()}
+    return batch
+
+
+def _check_step_result(result: Any, first: bool) -> tuple[Any, Any, Tensor]:
+    if first and not (isinstance(result, (tuple, list)) and len(result) == 3 and isinstance(result[2], Tensor)):
+        got = f"a {type(result).__name__} of {len(result)} items" if isinstance(result, (tuple, list)) else type(result).__name__
+        raise TypeError(f"step(model, batch, loss_fn) must return (loss, y_hat, y) with y a tensor; it returned {got}")
+    return result
 
 
 def _check_outputs(y_hat: Any, y: Tensor, totals: _Totals, where: str) -> None:
@@ -336,37 +356,6 @@ def _check_trainable(loss: Tensor, model: nn.Module) -> None:
         "the loss has no gradient: somewhere between the parameters and the loss the computation left "
         "autograd (.item(), .detach(), .numpy(), torch.no_grad()); compute y_hat and the loss with tensor ops"
     )
-
-
-def _loss_hint(y_hat: Any, y: Tensor) -> str | None:
-    if not (isinstance(y_hat, Tensor) and isinstance(y, Tensor)) or y_hat.dim() == 0 or y.dim() == 0:
-        return None
-    if y_hat.dim() == y.dim() + 1 and y_hat.shape[1] == 1:
-        return (
-            "The model gives one logit per example, shape (B, 1), but y has shape (B,): squeeze the output "
-            "(return y_hat.squeeze(1) from forward) or pass y.unsqueeze(1).float(), with BCEWithLogitsLoss"
-        )
-    if y_hat.dim() == y.dim() + 1 and y.dtype.is_floating_point:
-        return (
-            "Cross-entropy wants the labels as integer class indices of shape (B,), but y holds floats: "
-            "convert them with y.long() (e.g. in the dataset's target_transform)"
-        )
-    if y_hat.shape == y.shape and not y.dtype.is_floating_point:
-        return (
-            "y has the shape of the model's output but holds integers; losses that compare with a target of "
-            "that shape (BCEWithLogitsLoss, MSELoss) want floats: pass y.float()"
-        )
-    if y_hat.shape == y.shape and y.dim() >= 2 and y.shape[1] > 1:
-        return (
-            "y looks one-hot (floats of shape (B, C)); cross-entropy and accuracy want class indices: "
-            "y.argmax(1)"
-        )
-    if y_hat.dim() == y.dim() + 1 and y.numel() and (int(y.min()) < 0 or int(y.max()) >= y_hat.shape[1]):
-        return (
-            f"Labels must lie in [0, {y_hat.shape[1]}) for a model with {y_hat.shape[1]} outputs; got values "
-            f"from {int(y.min())} to {int(y.max())}. Are the labels 1-based, or the output layer too small?"
-        )
-    return None
 
 
 # --- argument checks ----------------------------------------------------------------------------
@@ -417,6 +406,45 @@ def _run_callbacks(callbacks: tuple[Callback, ...], epoch: int, history: History
             )
         stop = stop or bool(answer)
     return stop
+
+
+def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
+    if scheduler is None:
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise TypeError(
+            "fit steps its scheduler after every batch, but ReduceLROnPlateau needs a metric once per epoch: "
+            "step it from a callback instead, callbacks=[lambda epoch, history, model: "
+            "plateau.step(history['val_loss'][-1])]"
+        )
+    if not callable(getattr(scheduler, "step", None)):
+        raise TypeError(
+            "scheduler must be a torch.optim.lr_scheduler scheduler (e.g. OneCycleLR(optimizer, max_lr=lr, "
+            f"total_steps=epochs * len(train_loader))); got {type(scheduler).__name__}"
+        )
+    if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ValueError(
+            "the scheduler was made for another optimizer than the one passed to fit; build it from this one: "
+            "scheduler = ...(optimizer, ...)"
+        )
+
+
+def _check_clip(clip_grad_norm: Any) -> None:
+    if clip_grad_norm is None:
+        return
+    if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float)) or not clip_grad_norm > 0:
+        raise ValueError(f"clip_grad_norm must be a positive number (the largest gradient norm) or None; got {clip_grad_norm!r}")
+
+
+def _check_step(step: Any) -> Step:
+    if step is None:
+        return supervised_step
+    if not callable(step):
+        raise TypeError(
+            "step must be a function step(model, batch, loss_fn) -> (loss, y_hat, y), such as "
+            f"dpdl.train.teacher_forcing(pad_index); got {type(step).__name__}"
+        )
+    return step
 
 
 def _check_model(model: Any) -> None:
@@ -478,9 +506,3 @@ def _model_device(model: nn.Module, device: torch.device | str | None) -> torch.
         return torch.device(device)
     tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
     return tensor.device if tensor is not None else _default_device()
-
-
-def _describe(t: Any) -> str:
-    if isinstance(t, Tensor):
-        return f"(shape {tuple(t.shape)}, {str(t.dtype).replace('torch.', '')})"
-    return f"({type(t).__name__})"
