@@ -45,8 +45,8 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None) -> Fi
     ``history`` is a dict of per-epoch lists (``{"loss": [...], "val_loss": [...]}``), a list of
     per-epoch dicts (what torchbearer's ``trial.run()`` returns), or anything with ``.to_dict()``
     (``dpdl.train.History``). A key's family is its name without a ``train_``/``val_``/``test_``/
-    ``running_`` prefix. ``metrics`` picks families (``"loss"`` or ``["loss", "acc"]``); by default
-    all. ``epoch`` and step counters (``*_steps``) are bookkeeping, never curves; x is the ``epoch``
+    ``running_`` prefix. ``metrics`` picks families (``"loss"`` or ``["loss", "acc"]``; ``"val_loss"``
+    means its family, ``loss``); by default all. ``epoch`` and step counters (``*_steps``) are bookkeeping, never curves; x is the ``epoch``
     column when there is one, else 1, 2, 3...
     """
     series = _history_series(history)
@@ -58,6 +58,7 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None) -> Fi
         chosen = list(families)
     else:
         chosen = [metrics] if isinstance(metrics, str) else list(metrics)
+        chosen = list(dict.fromkeys(_metric_family(m) if m not in families else m for m in chosen))  # val_loss -> loss
         unknown = [m for m in chosen if m not in families]
         if unknown:
             raise ValueError(

@@ -1,12 +1,9 @@
-import io
 import json
 import math
 
-import matplotlib.pyplot as plt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from matplotlib.figure import Figure
 
 from dpdl.train import History
 
@@ -100,29 +97,3 @@ def test_repr_of_a_long_history_shows_its_ends():
     assert lines[-1].split() == ["30", "29.0000"]
 
 
-def test_plot_draws_train_and_validation_curves_per_metric():
-    figures_before = plt.get_fignums()
-    fig = three_epochs().plot()
-    assert isinstance(fig, Figure)
-    assert plt.get_fignums() == figures_before  # not registered with pyplot: shown once, never piles up
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
-    for ax in fig.axes:
-        assert [line.get_label() for line in ax.get_lines()] == ["train", "validation"]
-        assert list(ax.get_lines()[0].get_xdata()) == [1, 2, 3]
-    assert list(fig.axes[1].get_lines()[1].get_ydata()) == [0.55, 0.75, 0.74]
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    assert buffer.getvalue()[:4] == b"\x89PNG"
-
-
-def test_plot_can_pick_metrics_by_train_or_val_name():
-    assert [ax.get_title() for ax in three_epochs().plot(["val_loss"]).axes] == ["loss"]
-    fig = History([{"loss": 1.0}, {"loss": 0.5}]).plot("loss")
-    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train"]
-
-
-def test_plot_rejects_unknown_metrics_and_empty_histories():
-    with pytest.raises(ValueError, match="'accuracy'"):
-        three_epochs().plot(["f1"])
-    with pytest.raises(ValueError, match="empty"):
-        History().plot()

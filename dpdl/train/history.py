@@ -1,21 +1,16 @@
 """What happened during training: one record of metrics per epoch, to print, compare and plot.
 
 :func:`dpdl.train.fit` returns a :class:`History`; ``history["val_loss"]`` is a list with one number per
-epoch, and ``history.plot()`` draws the learning curves every lab looks at for over- and under-fitting.
+epoch, and ``dpdl.plot.plot_history(history)`` draws the learning curves every lab looks at for over- and
+under-fitting.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Mapping
-
-if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
-    from matplotlib.figure import Figure
+from typing import Iterable, Mapping
 
 __all__ = ["History"]
-
-_VAL = "val_"
-
 
 class History:
     """Per-epoch metrics of one training run.
@@ -118,49 +113,6 @@ class History:
             cells = (_format(self.records[i].get(name, math.nan)).rjust(w) for name, w in zip(names, widths))
             lines.append(f"{i + 1:>5}  " + "  ".join(cells))
         return "\n".join(lines)
-
-    def plot(self, metrics: Iterable[str] | None = None) -> "Figure":
-        """Learning curves, one panel per metric, training (solid) against validation (dashed) by epoch.
-
-        ``metrics`` names the panels, e.g. ``["loss"]``; ``val_loss`` is drawn in the ``loss`` panel. The
-        default is every metric recorded. Returns a ``matplotlib.figure.Figure`` that is not registered
-        with pyplot, so a notebook shows it once (as the cell's value) and no figure piles up.
-        """
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-
-        panels = self._panels(metrics)
-        fig = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, base in zip(axes, panels):
-            for name, label, style in ((base, "train", "-"), (_VAL + base, "validation", "--")):
-                if name in self:
-                    ax.plot(self.epochs, self[name], style, marker="o", markersize=3, label=label)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(base)
-            ax.set_title(base)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-            ax.legend()
-        return fig
-
-    def _panels(self, metrics: Iterable[str] | None) -> list[str]:
-        if not self.records:
-            raise ValueError("this history is empty; train for at least one epoch before plotting")
-        available = list(dict.fromkeys(_base(name) for name in self.metrics))
-        if metrics is None:
-            return available
-        if isinstance(metrics, str):
-            metrics = [metrics]
-        panels = list(dict.fromkeys(_base(name) for name in metrics))
-        unknown = [name for name in panels if name not in available]
-        if unknown or not panels:
-            raise ValueError(f"cannot plot {unknown or 'no metrics'}; this history has {available}")
-        return panels
-
-
-def _base(name: str) -> str:
-    return name[len(_VAL):] if name.startswith(_VAL) else name
 
 
 def _format(value: float) -> str:
