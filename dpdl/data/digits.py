@@ -1,10 +1,11 @@
-"""Ten digits written by hand on paper, as a phone photo or a scan gives them, for classifying "real" digits (lab 5).
+"""Ten digits drawn by a program to look like handwriting on paper, photographed with a phone (lab 5).
 
-MNIST's digits are white strokes on black, centred in 28x28; a digit written on paper is dark ink on light,
-unevenly lit paper, larger, and in colour. ``sample_digits()`` returns the paths of ten such images shipped
-with dpdl (``digit_0.png`` ... ``digit_9.png``, 64x64 RGB). They are drawn by :func:`draw_digit` -- pen strokes
-with a jittered shape, slant and pressure, from a seed -- and never taken from MNIST; rebuild the shipped
-files with ``python -m dpdl.data.digits --write``.
+MNIST's digits are white strokes on black, centred in 28x28; a photo of a digit written on paper is dark ink
+on light, unevenly lit paper, larger, and in colour. ``sample_digits()`` returns the paths of ten images made
+to look like such photos, shipped with dpdl (``digit_0.png`` ... ``digit_9.png``, 64x64 RGB). They are not
+photos and not taken from MNIST: :func:`draw_digit` draws them, pen strokes with a jittered shape, slant and
+pressure on grainy, unevenly lit paper, from a seed; rebuild the shipped files with
+``python -m dpdl.data.digits --write``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ Point = tuple[float, float]
 def sample_digits() -> list[Path]:
     """The ten sample images shipped with dpdl, ``[.../digit_0.png, ..., .../digit_9.png]`` (digit ``d`` at index ``d``).
 
-    Each is a 64x64 RGB PNG of one digit in dark ink on light paper. They live inside the installed
-    package, so they are found from any working directory (a student copy, Colab).
+    Each is a 64x64 RGB PNG of one digit in dark ink on light paper, drawn by :func:`draw_digit` (not a
+    photo). They live inside the installed package, so they are found from any working directory (a
+    student copy, Colab).
     """
     paths = [DIGITS_DIR / f"digit_{digit}.png" for digit in range(10)]
     missing = [path.name for path in paths if not path.is_file()]
