@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_notebook_suite import NBVAL_ARGS, ROOT, discover  # noqa: E402  (the suite's notebooks and nbval options)
+from bench_notebook_suite import NBVAL_ARGS, ROOT, discover
 
 CAPABILITIES = ("native", "avx2", "default")
 
@@ -47,7 +47,9 @@ def environment(capability: str, data_dir: Path) -> dict[str, str]:
     env.pop("ATEN_CPU_CAPABILITY", None)
     if capability != "native":
         env["ATEN_CPU_CAPABILITY"] = capability
-    from dpdl.data.store import cache_dir  # the usual cache, read as a mirror: no dataset is downloaded again
+    from dpdl.data.store import (
+        cache_dir,  # the usual cache, read as a mirror: no dataset is downloaded again
+    )
 
     mirrors = [str(cache_dir()), *filter(None, os.environ.get("DPDL_DATA_MIRROR", "").split(os.pathsep))]
     env["DPDL_DATA_MIRROR"] = os.pathsep.join(mirrors)
@@ -57,7 +59,7 @@ def environment(capability: str, data_dir: Path) -> dict[str, str]:
 def kernel_set(env: dict[str, str]) -> str:
     """What torch reports it uses in ``env`` (an unknown ATEN_CPU_CAPABILITY falls back silently)."""
     code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     return result.stdout.strip() or f"? ({result.stderr.strip().splitlines()[-1:]})"
 
 
@@ -71,6 +73,7 @@ def run_notebook(path: Path, capability: str, env: dict[str, str], used: str) ->
             capture_output=True,
             text=True,
             env=env,
+            check=False,
         )
         seconds = time.perf_counter() - start
         failed = []

@@ -29,9 +29,8 @@ def test_eval_mode_switches_every_module_off_and_restores_each_ones_own_mode():
 def test_eval_mode_restores_the_modes_when_the_block_raises():
     model = mixed_model()
     before = modes(model)
-    with pytest.raises(RuntimeError, match="boom"):
-        with eval_mode(model):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(model):
+        raise RuntimeError("boom")
     assert modes(model) == before
 
 
@@ -50,6 +49,5 @@ def test_kept_modes_undoes_whatever_the_block_switched():
         model.train()
         model[0].eval()
     assert modes(model) == before
-    with pytest.raises(TypeError, match="torch.nn.Module"):
-        with kept_modes("model"):
-            pass
+    with pytest.raises(TypeError, match="torch.nn.Module"), kept_modes("model"):
+        pass

@@ -458,7 +458,7 @@ def test_step_lr_counted_in_batches_is_the_per_epoch_schedule():
         else:
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
             fit(model, optimizer, nn.CrossEntropyLoss(), loader, epochs=3, device="cpu",
-                callbacks=lambda epoch, history, model: scheduler.step())
+                callbacks=lambda epoch, history, model, scheduler=scheduler: scheduler.step())
         trained.append([p.detach().clone() for p in model.parameters()])
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1**3)
     for a, b in zip(*trained):

@@ -11,6 +11,7 @@ are batch first.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 
@@ -18,11 +19,11 @@ from dpdl._checks import check_sizes
 from dpdl.models.modes import eval_mode
 
 __all__ = [
-    "sinusoidal_encoding",
     "PositionalEncoding",
     "Seq2SeqTransformer",
-    "greedy_decode",
     "cross_attention_weights",
+    "greedy_decode",
+    "sinusoidal_encoding",
 ]
 
 

@@ -107,10 +107,14 @@ def fit(
             for epoch in epoch_bar:
                 model.train()
                 desc = f"epoch {epoch}/{epochs}"
-                record = _run_epoch(model, train_loader, step, loss_fn, device, metrics, "train_loader", desc, show, training)
+                record = _run_epoch(
+                    model, train_loader, step, loss_fn, device, metrics, "train_loader", desc, show, training
+                )
                 if val_loader is not None:
                     with eval_mode(model), torch.no_grad():
-                        val = _run_epoch(model, val_loader, step, loss_fn, device, metrics, "val_loader", "validate", show)
+                        val = _run_epoch(
+                            model, val_loader, step, loss_fn, device, metrics, "val_loader", "validate", show
+                        )
                     record.update({f"val_{name}": value for name, value in val.items()})
                 history.append(record)
                 epoch_bar.set_postfix({name: round(value, 4) for name, value in record.items()}, refresh=False)
@@ -306,7 +310,8 @@ def _to_device(batch: Any, device: torch.device, non_blocking: bool) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(item, device, non_blocking) for item in batch)
+        items = [_to_device(item, device, non_blocking) for item in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)  # namedtuples too
     if isinstance(batch, dict):
         return {key: _to_device(value, device, non_blocking) for key, value in batch.items()}
     return batch
@@ -314,7 +319,10 @@ def _to_device(batch: Any, device: torch.device, non_blocking: bool) -> Any:
 
 def _check_step_result(result: Any, first: bool) -> tuple[Any, Any, Tensor]:
     if first and not (isinstance(result, (tuple, list)) and len(result) == 3 and isinstance(result[2], Tensor)):
-        got = f"a {type(result).__name__} of {len(result)} items" if isinstance(result, (tuple, list)) else type(result).__name__
+        if isinstance(result, (tuple, list)):
+            got = f"a {type(result).__name__} of {len(result)} items"
+        else:
+            got = type(result).__name__
         raise TypeError(f"step(model, batch, loss_fn) must return (loss, y_hat, y) with y a tensor; it returned {got}")
     return result
 
@@ -433,7 +441,9 @@ def _check_clip(clip_grad_norm: Any) -> None:
     if clip_grad_norm is None:
         return
     if isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float)) or not clip_grad_norm > 0:
-        raise ValueError(f"clip_grad_norm must be a positive number (the largest gradient norm) or None; got {clip_grad_norm!r}")
+        raise ValueError(
+            f"clip_grad_norm must be a positive number (the largest gradient norm) or None; got {clip_grad_norm!r}"
+        )
 
 
 def _check_step(step: Any) -> Step:
