@@ -39,6 +39,7 @@ class Run:
     passed: bool
     seconds: float
     failed_cells: list[str]
+    detail: str = ""  # the end of nbval's report when it failed
 
 
 def environment(capability: str, data_dir: Path) -> dict[str, str]:
@@ -82,7 +83,8 @@ def run_notebook(path: Path, capability: str, env: dict[str, str], used: str) ->
                 if case.find("failure") is not None or case.find("error") is not None:
                     failed.append(case.get("name", "?"))
     name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-    return Run(name, capability, used, result.returncode == 0, seconds, failed)
+    detail = "" if result.returncode == 0 else "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+    return Run(name, capability, used, result.returncode == 0, seconds, failed, detail)
 
 
 def table(runs: list[Run], capabilities: list[str]) -> str:
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 run = run_notebook(path, capability, env, used)
                 status = "ok    " if run.passed else "FAILED"
                 print(f"{capability:8} ({used}) {run.seconds:6.1f} s  {status}  {run.notebook}", flush=True)
+                if run.detail:
+                    print("    " + run.detail.replace("\n", "\n    "), flush=True)
                 runs.append(run)
     print()
     print(table(runs, args.capabilities))
