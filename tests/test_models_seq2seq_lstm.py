@@ -1,9 +1,10 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from dpdl.models.seq2seq_lstm import Seq2SeqLSTM, greedy_decode, reverse_padded
-from dpdl.models.transformer import fit_seq2seq
+from dpdl.train import fit, teacher_forcing
 
 PAD, BOS, EOS = 0, 1, 2  # the copy task's specials; tokens 3..9 are "letters"
 
@@ -119,12 +120,18 @@ def trained():
     model = Seq2SeqLSTM(10, 10, embedding_dim=16, hidden_size=64)
     X, y = copy_task(600)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    history = fit_seq2seq(model, optimizer, None, (X, y), epochs=15, batch_size=32, val_data=copy_task(100, seed=1),
-                          generator=0, device="cpu", progress=False)
+    train_loader = DataLoader(TensorDataset(X, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    val_loader = DataLoader(TensorDataset(*copy_task(100, seed=1)), batch_size=256)
+
+    def loss_fn(logits, tgt_out):
+        return nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+
+    history = fit(model, optimizer, loss_fn, train_loader, epochs=15, val_loader=val_loader, step=teacher_forcing(PAD),
+                  device="cpu", progress=False)
     return model, history
 
 
-def test_fit_seq2seq_trains_it_to_copy_with_teacher_forcing(trained):
+def test_fit_with_teacher_forcing_trains_it_to_copy(trained):
     _, history = trained
     assert history["loss"][-1] < 0.2 * history["loss"][0]
     assert history["val_accuracy"][-1] > 0.95

@@ -10,7 +10,6 @@ second. :func:`morse_lab_data` gives the pairs and tensors both were trained and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -123,17 +122,26 @@ def train_morse_model(
     cross-entropy that ignores padding, ``recipe["epochs"]`` shuffled passes (order seeded by the recipe);
     returns the :class:`~dpdl.train.History` (loss and teacher-forced token accuracy, train and val).
     """
-    from dpdl.models.transformer import fit_seq2seq
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dpdl.train import fit, teacher_forcing
 
     if data is None:
         data = morse_lab_data(recipe["max_chars"], recipe["num_train"], seed=recipe["seed"])
+    pad_index = data.source_vocab.pad_index
+    train_loader = DataLoader(TensorDataset(data.X_train, data.y_train), batch_size=recipe["batch_size"],
+                              shuffle=True, generator=torch.Generator().manual_seed(recipe["seed"]))
+    val_loader = DataLoader(TensorDataset(data.X_val, data.y_val), batch_size=256)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
-    num_steps = recipe["epochs"] * math.ceil(len(data.X_train) / recipe["batch_size"])
+    num_steps = recipe["epochs"] * len(train_loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=num_steps)
-    return fit_seq2seq(
-        model, optimizer, None, (data.X_train, data.y_train), epochs=recipe["epochs"],
-        batch_size=recipe["batch_size"], val_data=(data.X_val, data.y_val), pad_index=data.source_vocab.pad_index,
-        generator=recipe["seed"], scheduler=scheduler, clip_grad_norm=recipe["clip_grad_norm"],
+
+    def loss_fn(logits, tgt_out):  # the mean cross-entropy over the target tokens that are not padding
+        return nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=pad_index)
+
+    return fit(
+        model, optimizer, loss_fn, train_loader, epochs=recipe["epochs"], val_loader=val_loader,
+        step=teacher_forcing(pad_index), scheduler=scheduler, clip_grad_norm=recipe["clip_grad_norm"],
         device=next(model.parameters()).device, progress=progress,
     )  # fmt: skip
 

@@ -22,7 +22,7 @@ from torchvision import models, transforms
 
 from dpdl.data import DataUnavailableError
 from dpdl.data.store import fetch, file_path
-from dpdl.models.modes import eval_mode
+from dpdl.train.modes import eval_mode
 
 __all__ = ["pretrained", "PretrainedModel", "imagenet_categories", "PRETRAINED_MODELS"]
 

@@ -4,7 +4,7 @@ The encoder reads the whole source and keeps only its final state ``(h, c)``; th
 state and writes the target one token at a time. Everything the decoder knows about the source passes through
 that fixed-size state: the bottleneck that attention removes (``dpdl.models.transformer``). The model has the
 interface of :class:`~dpdl.models.transformer.Seq2SeqTransformer` for training (``model(src, tgt_in) ->
-logits``, so ``fit_seq2seq`` trains it with teacher forcing) and its own step-by-step :func:`greedy_decode`,
+logits``, so ``dpdl.train.fit(..., step=teacher_forcing(pad_index))`` trains it) and its own step-by-step :func:`greedy_decode`,
 which carries the decoder's state instead of re-reading the prefix. All tensors are batch first.
 """
 

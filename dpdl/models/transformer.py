@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from dpdl._checks import check_sizes
-from dpdl.models.modes import eval_mode
+from dpdl.train.modes import eval_mode
 
 __all__ = [
     "PositionalEncoding",

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from dpdl.device import device as _default_device
-from dpdl.models.modes import eval_mode, kept_modes
 from dpdl.progress import progress as _progress_bar
 from dpdl.train.history import History
 from dpdl.train.metrics import _classes_fn
+from dpdl.train.modes import eval_mode, kept_modes
 from dpdl.train.steps import Step, _describe, supervised_step
 
 __all__ = ["fit", "evaluate", "predict", "KNOWN_METRICS"]

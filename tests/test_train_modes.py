@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from dpdl.models.modes import eval_mode, kept_modes
+from dpdl.train.modes import eval_mode, kept_modes
 
 
 def mixed_model():
