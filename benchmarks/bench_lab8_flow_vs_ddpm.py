@@ -10,6 +10,7 @@ of its class shares (1 = all ten digits equally often, 0 = one digit) and the me
 
     python benchmarks/bench_lab8_flow_vs_ddpm.py                  # 600 steps; DDPM sampled with 20 and 100 steps
     python benchmarks/bench_lab8_flow_vs_ddpm.py --full-ddpm      # also DDPM's own 1000 steps at the end (minutes)
+    python benchmarks/bench_lab8_flow_vs_ddpm.py --methods flow --steps 2400   # how far longer training goes
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="digits sampled per measurement")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--full-ddpm", action="store_true", help="also sample DDPM with all 1000 steps")
+    parser.add_argument("--methods", nargs="+", choices=["flow", "ddpm"], default=["flow", "ddpm"])
+    parser.add_argument("--channels", type=int, nargs="+", default=None, help="the U-Net's widths (default: RECIPE's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -44,6 +47,8 @@ def main() -> None:
     print(f"judge: SimpleCNN, test accuracy {judge_accuracy:.3f}, mean confidence on real test digits {real_confidence:.3f}")
     alpha_bars = diffusion.ddpm_alpha_bars()
     recipe = dict(diffusion.RECIPE, num_steps=args.steps)
+    if args.channels:
+        recipe["channels"] = tuple(args.channels)
     noise = torch.randn(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     samplers = {
         "flow matching": [("Euler", 10), ("Euler", 20)],
@@ -54,6 +59,8 @@ def main() -> None:
         "DDPM": lambda model, x0: diffusion.ddpm_loss(model, x0, alpha_bars),
     }
     rows = []
+    chosen = {"flow": "flow matching", "ddpm": "DDPM"}
+    losses = {chosen[name]: losses[chosen[name]] for name in args.methods}
     for method, loss_fn in losses.items():
 
         def measure(step, model, method=method):
