@@ -62,7 +62,3 @@ def _example_shape(in_features: int) -> str:
         return f"(B, 1, {side}, {side}) or (B, {in_features})"
     return f"(B, {in_features})"
 
-
-# Only for modules written before dpdl._checks and landing this session (rnn's seq2seq_lstm.py): use
-# dpdl._checks.check_sizes. Remove once nothing imports it (tests/test_import_graph.py shows who does).
-_check_positive = check_sizes

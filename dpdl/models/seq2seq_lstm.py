@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from dpdl.models.mlp import _check_positive
+from dpdl._checks import check_sizes
 
 __all__ = ["Seq2SeqLSTM", "reverse_padded", "greedy_decode"]
 
@@ -65,7 +65,7 @@ class Seq2SeqLSTM(nn.Module):
         reverse_source: bool = True,
     ) -> None:
         super().__init__()
-        _check_positive(
+        check_sizes(
             "Seq2SeqLSTM",
             src_vocab_size=src_vocab_size,
             tgt_vocab_size=tgt_vocab_size,

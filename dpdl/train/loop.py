@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from dpdl.device import device as _default_device
 from dpdl.progress import progress as _progress_bar
 from dpdl.train.history import History
-from dpdl.train.metrics import _classes_fn
+from dpdl.train.metrics import class_predictor
 from dpdl.train.modes import eval_mode, kept_modes
 from dpdl.train.steps import Step, _describe, supervised_step
 
@@ -341,7 +341,7 @@ def _check_outputs(y_hat: Any, y: Tensor, totals: _Totals, where: str) -> None:
                 f"'accuracy' needs the model to return one tensor of logits; it returned {type(y_hat).__name__}. "
                 "Pass metrics=('loss',) for models with several outputs"
             )
-        totals.classes = _classes_fn(y_hat, y, where=f"accuracy on {where}")
+        totals.classes = class_predictor(y_hat, y, where=f"accuracy on {where}")
 
 
 def _check_loss(loss: Any) -> None:

@@ -99,9 +99,6 @@ def class_predictor(y_hat: Tensor, y: Tensor, where: str) -> Callable[[Tensor], 
     )
 
 
-_classes_fn = class_predictor  # the name dpdl.train.loop imports today; it will import class_predictor
-
-
 def _num_classes(y_hat: Tensor, y: Tensor, num_classes: int | None, where: str = "accuracy") -> int:
     if num_classes is not None:
         check_sizes(where, num_classes=num_classes)
