@@ -10,6 +10,7 @@ second. :func:`morse_lab_data` gives the pairs and tensors both were trained and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ __all__ = [
     "load_morse_lstm",
 ]
 
-# lab7_attention's settings: its notebook trains exactly this model (same seed, data, schedule).
+# lab7_attention's settings (same seed, data, schedule; its notebook draws the batch order with a DataLoader).
 TRANSFORMER_RECIPE: dict[str, Any] = {
     "max_chars": 24, "num_train": 6000, "seed": 0,
     "d_model": 64, "nhead": 4, "num_layers": 2, "dim_feedforward": 128, "dropout": 0.0,
@@ -122,16 +123,14 @@ def train_morse_model(
     cross-entropy that ignores padding, ``recipe["epochs"]`` shuffled passes (order seeded by the recipe);
     returns the :class:`~dpdl.train.History` (loss and teacher-forced token accuracy, train and val).
     """
-    from torch.utils.data import DataLoader, TensorDataset
-
     from dpdl.train import fit, teacher_forcing
 
     if data is None:
         data = morse_lab_data(recipe["max_chars"], recipe["num_train"], seed=recipe["seed"])
     pad_index = data.source_vocab.pad_index
-    train_loader = DataLoader(TensorDataset(data.X_train, data.y_train), batch_size=recipe["batch_size"],
-                              shuffle=True, generator=torch.Generator().manual_seed(recipe["seed"]))
-    val_loader = DataLoader(TensorDataset(data.X_val, data.y_val), batch_size=256)
+    train_loader = _ShuffledPairs(data.X_train, data.y_train, recipe["batch_size"], seed=recipe["seed"])
+    val_rows = torch.arange(len(data.X_val)).split(max(recipe["batch_size"], 256))
+    val_loader = [(data.X_val[rows], data.y_val[rows]) for rows in val_rows]
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     num_steps = recipe["epochs"] * len(train_loader)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=num_steps)
@@ -161,6 +160,25 @@ def load_morse_lstm(
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+class _ShuffledPairs:
+    """Batches ``(X[rows], y[rows])``, a new order each pass from one seeded generator.
+
+    The order the recipes' cached weights were trained with (a ``DataLoader`` also draws a worker seed from
+    its generator each pass, which would shift it), so a cold run trains the very weights a warm one loads.
+    """
+
+    def __init__(self, X: Tensor, y: Tensor, batch_size: int, seed: int) -> None:
+        self.X, self.y, self.batch_size = X, y, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.X) / self.batch_size)
+
+    def __iter__(self):
+        for rows in torch.randperm(len(self.X), generator=self.generator).split(self.batch_size):
+            yield self.X[rows], self.y[rows]
 
 
 def _load_or_train(name, build, recipe, device):
