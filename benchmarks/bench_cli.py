@@ -41,12 +41,18 @@ GOAL_SECONDS = 1.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="runs of each command, interleaved (default 7)")
-    parser.add_argument("--repo", type=Path, action="append",
-                        help="a checkout whose dpdl is measured; repeat it to compare (default: this one)")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        action="append",
+        help="a checkout whose dpdl is measured; repeat it to compare (default: this one)",
+    )
     args = parser.parse_args(argv)
     repos = [repo.resolve() for repo in args.repo or [Path(__file__).resolve().parents[1]]]
     runs = [(BASELINE[0], None, BASELINE[1])] + [
-        ("dpdl " + " ".join(words), repo, [sys.executable, "-m", "dpdl", *words]) for words in COMMANDS for repo in repos
+        ("dpdl " + " ".join(words), repo, [sys.executable, "-m", "dpdl", *words])
+        for words in COMMANDS
+        for repo in repos
     ]
     times: dict[tuple[str, Path | None], list[float]] = {(name, repo): [] for name, repo, _ in runs}
     for _ in range(args.rounds):
@@ -54,14 +60,17 @@ def main(argv: list[str] | None = None) -> int:
             # `python -m` puts the working directory first on sys.path: run in the checkout measured.
             env = {**os.environ, "PYTHONPATH": str(repo or ""), "DPDL_OFFLINE": "1"}
             start = time.perf_counter()
-            done = subprocess.run(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  check=False)
+            done = subprocess.run(
+                command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+            )
             times[name, repo].append(time.perf_counter() - start)
             if done.returncode not in (0, 2):
                 print(f"{name} failed ({done.returncode}): {done.stderr.decode()[-300:]}", file=sys.stderr)
     base = statistics.median(times[BASELINE[0], None])
-    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds interleaved")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds interleaved"
+    )
     print()
     print("| command | checkout | median s | min s | / python -c pass | under 1 s |")
     print("|---|---|---:|---:|---:|---|")

@@ -37,9 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=int, default=6, help="submissions in the batch (default 6)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time (default 1 2)")
     parser.add_argument(
-        "--sandbox", choices=["on", "off"], nargs="+", default=["on", "off"], help="sandbox settings to time (default on off)"
+        "--sandbox",
+        choices=["on", "off"],
+        nargs="+",
+        default=["on", "off"],
+        help="sandbox settings to time (default on off)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="timings per configuration; the fastest counts (default 1)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="timings per configuration; the fastest counts (default 1)"
+    )
     args = parser.parse_args(argv)
     args.exercise = args.exercise.resolve()
     if args.submissions < 1 or args.repeat < 1:
@@ -73,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print()
-    print("| workers | sandbox | batch seconds | seconds per submission | submissions / min | marks (of %d) |" % max_points(reference))
+    print(
+        f"| workers | sandbox | batch seconds | seconds per submission | submissions / min | marks (of {max_points(reference)}) |"
+    )
     print("|---|---|---|---|---|---|")
     best = {key: min(runs) for key, runs in timings.items()}
     for (workers, sandbox), (seconds, per_submission) in best.items():

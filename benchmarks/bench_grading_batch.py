@@ -36,7 +36,9 @@ CRASH = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)  # as the out-o
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=300, help="submissions in the synthetic batch (default 300)")
-    parser.add_argument("--cell-timeout", type=float, default=60.0, help="cell timeout for the dead kernel (default 60)")
+    parser.add_argument(
+        "--cell-timeout", type=float, default=60.0, help="cell timeout for the dead kernel (default 60)"
+    )
     args = parser.parse_args(argv)
     print(
         f"# Grading batch: {platform.machine()} CPU, {os.cpu_count()} cores; python {platform.python_version()}; "
@@ -47,9 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| what | rows | seconds | per row ms |")
     print("|---|---|---|---|")
-    print(f"| `BatchOutput.add` (feedback + record + marks.csv, fsync'd) | {args.rows} | {write_seconds:.2f} | {1000 * write_seconds / args.rows:.1f} |")
-    print(f"| `finish` (written_answers.md, marks.csv) | {args.rows} | {finish_seconds:.2f} | {1000 * finish_seconds / args.rows:.1f} |")
-    print(f"| `--resume` with every row done (sha256 of 100 kB each) | {args.rows} | {resume_seconds:.2f} | {1000 * resume_seconds / args.rows:.1f} |")
+    print(
+        f"| `BatchOutput.add` (feedback + record + marks.csv, fsync'd) | {args.rows} | {write_seconds:.2f} | {1000 * write_seconds / args.rows:.1f} |"
+    )
+    print(
+        f"| `finish` (written_answers.md, marks.csv) | {args.rows} | {finish_seconds:.2f} | {1000 * finish_seconds / args.rows:.1f} |"
+    )
+    print(
+        f"| `--resume` with every row done (sha256 of 100 kB each) | {args.rows} | {resume_seconds:.2f} | {1000 * resume_seconds / args.rows:.1f} |"
+    )
 
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell(CRASH), new_code_cell("x")])
     runner = time_runner(nb, args.cell_timeout)
@@ -77,13 +85,19 @@ def time_writing(folder: Path, rows: int) -> tuple[float, float, float]:
     for submission in submissions:
         checks = [CheckResult(f"check_{j}", 1, j % 3 != 0, "AssertionError: the shapes differ") for j in range(10)]
         written = {"why_a": "a" * 2000, "why_b": "b" * 2000}
-        output.add(GradeResult(submission, "graded", "", checks, written=written, submission_sha256=submission_sha256(submission)))
+        output.add(
+            GradeResult(
+                submission, "graded", "", checks, written=written, submission_sha256=submission_sha256(submission)
+            )
+        )
     write_seconds = time.perf_counter() - start
     start = time.perf_counter()
     output.finish()
     finish_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    resumed = BatchOutput(out, submissions=submissions, reference_sha256="r", written_ids=["why_a", "why_b"], resume=True)
+    resumed = BatchOutput(
+        out, submissions=submissions, reference_sha256="r", written_ids=["why_a", "why_b"], resume=True
+    )
     todo = [path for path in submissions if not resumed.keep_if_current(path, submission_sha256(path))]
     resume_seconds = time.perf_counter() - start
     assert not todo, "every row was done"

@@ -44,7 +44,9 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     judge, judge_accuracy, real_confidence = train_judge()
-    print(f"judge: SimpleCNN, test accuracy {judge_accuracy:.3f}, mean confidence on real test digits {real_confidence:.3f}")
+    print(
+        f"judge: SimpleCNN, test accuracy {judge_accuracy:.3f}, mean confidence on real test digits {real_confidence:.3f}"
+    )
     alpha_bars = diffusion.ddpm_alpha_bars()
     recipe = dict(diffusion.RECIPE, num_steps=args.steps)
     if args.channels:
@@ -71,7 +73,9 @@ def main() -> None:
                     continue  # DDPM's own sampler costs minutes: only for the trained model
                 start = time.perf_counter()
                 if method == "DDPM":
-                    x = diffusion.ddpm_sample(model, noise, alpha_bars, steps, generator=torch.Generator().manual_seed(2))
+                    x = diffusion.ddpm_sample(
+                        model, noise, alpha_bars, steps, generator=torch.Generator().manual_seed(2)
+                    )
                 else:
                     x = diffusion.euler_sample(model, noise, steps)
                 seconds = time.perf_counter() - start
@@ -124,7 +128,16 @@ def judged(judge, images):
 
 def format_row(row):
     method, step, sampler, seconds, confidence, sure, entropy, ink = row
-    return [method, str(step), sampler, f"{seconds:.1f}", f"{confidence:.3f}", f"{sure:.3f}", f"{entropy:.3f}", f"{ink:.3f}"]
+    return [
+        method,
+        str(step),
+        sampler,
+        f"{seconds:.1f}",
+        f"{confidence:.3f}",
+        f"{sure:.3f}",
+        f"{entropy:.3f}",
+        f"{ink:.3f}",
+    ]
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
 
-    torchvision_loader = DataLoader(mnist("train", transform=transforms.ToTensor()), batch_size=BATCH_SIZE, shuffle=True)
+    torchvision_loader = DataLoader(
+        mnist("train", transform=transforms.ToTensor()), batch_size=BATCH_SIZE, shuffle=True
+    )
     fast_loader, _ = mnist_loaders(batch_size=BATCH_SIZE, device=device, seed=0)
     prebuilt = [(X.clone(), y.clone()) for X, y in fast_loader]  # compute only: batches ready in memory
     assert len(prebuilt) == len(fast_loader) == len(torchvision_loader) == 469
@@ -78,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             for _epoch in range(args.epochs):
                 run_epoch(model, optimizer, loss_fn, loader)
             seconds[name].append((time.perf_counter() - start) / args.epochs)
-            print(f"round {len(seconds[name])}: {name:<12} {seconds[name][-1]:.2f} s/epoch", file=sys.stderr, flush=True)
+            print(
+                f"round {len(seconds[name])}: {name:<12} {seconds[name][-1]:.2f} s/epoch", file=sys.stderr, flush=True
+            )
         loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
 
     print_report(seconds, args, loads)

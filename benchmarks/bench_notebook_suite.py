@@ -103,9 +103,13 @@ def budget_report(timings: list[NotebookTiming]) -> str:
         if t.path.startswith("labs/"):
             lab = Path(t.path).parent.name
             labs[lab] = labs.get(lab, 0.0) + t.seconds
-    lines = ["lab totals: " + ", ".join(f"{lab} {seconds:.0f} s" for lab, seconds in sorted(labs.items()))] if labs else []
+    lines = (
+        ["lab totals: " + ", ".join(f"{lab} {seconds:.0f} s" for lab, seconds in sorted(labs.items()))] if labs else []
+    )
     over = [f"{t.path} {t.seconds:.0f} s > {NOTEBOOK_BUDGET_S} s" for t in timings if t.seconds > NOTEBOOK_BUDGET_S]
-    over += [f"{lab} {seconds:.0f} s > {LAB_BUDGET_S} s" for lab, seconds in sorted(labs.items()) if seconds > LAB_BUDGET_S]
+    over += [
+        f"{lab} {seconds:.0f} s > {LAB_BUDGET_S} s" for lab, seconds in sorted(labs.items()) if seconds > LAB_BUDGET_S
+    ]
     total = sum(t.seconds for t in timings)
     if total > SUITE_BUDGET_S:
         over.append(f"suite {total:.0f} s > {SUITE_BUDGET_S} s")
@@ -149,7 +153,12 @@ def write_into(readme: Path, timings: list[NotebookTiming]) -> None:
             print(f"warning: no row links to {link} in {readme.relative_to(ROOT)}")
         text = "\n".join(lines) + "\n"
     total = sum(t.seconds for t in timings)
-    budgets = budget_report(timings).replace("\n", ". ").replace("lab totals", "Lab totals").replace("over budget", "Over budget")
+    budgets = (
+        budget_report(timings)
+        .replace("\n", ". ")
+        .replace("lab totals", "Lab totals")
+        .replace("over budget", "Over budget")
+    )
     block = f"{START}\n{machine_line()} Total: {total:.0f} s ({total / 60:.1f} min). {budgets}.\n{END}"
     readme.write_text(re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S))
     print(f"updated {readme.relative_to(ROOT)}")

@@ -32,8 +32,10 @@ def main() -> None:
     from dpdl.release import write_release
     from dpdl.site import build_site
 
-    print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, Sphinx "
-          f"{sphinx.__version__}, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, Sphinx "
+        f"{sphinx.__version__}, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     releases, sites = [], []
     for round_number in range(1, args.rounds + 1):
         with tempfile.TemporaryDirectory() as work:
@@ -45,10 +47,13 @@ def main() -> None:
             sites.append(time.perf_counter() - start)
             pages = sum(1 for _ in site.rglob("*.html"))
             size = sum(path.stat().st_size for path in site.rglob("*") if path.is_file()) / 1e6
-        print(f"round {round_number}: release {releases[-1]:.1f} s, site {sites[-1]:.1f} s "
-              f"({pages} pages, {size:.0f} MB)")
-    print(f"median: release {statistics.median(releases):.1f} s, site {statistics.median(sites):.1f} s, "
-          f"load average now {os.getloadavg()[0]:.1f}")
+        print(
+            f"round {round_number}: release {releases[-1]:.1f} s, site {sites[-1]:.1f} s ({pages} pages, {size:.0f} MB)"
+        )
+    print(
+        f"median: release {statistics.median(releases):.1f} s, site {statistics.median(sites):.1f} s, "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

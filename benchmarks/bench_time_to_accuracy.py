@@ -85,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--pipelines", nargs="+", choices=["fast", "classic"], default=["fast", "classic"])
-    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS),
-                        help="memory formats of BetterCNN's weights (the MLP has no image tensors: nchw only)")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=list(FORMATS),
+        default=list(FORMATS),
+        help="memory formats of BetterCNN's weights (the MLP has no image tensors: nchw only)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -160,8 +165,12 @@ def make_loaders(pipeline: str, batch_size: int, flatten: bool, device: torch.de
     transform = transforms.Compose(steps)
     # The fast loader's shuffle, replayed: both pipelines then feed the same batches in the same order, so the
     # runs follow the same path to the target and only the time per batch differs.
-    train_loader = DataLoader(mnist("train", transform=transform), batch_size=batch_size,
-                              sampler=SameShuffle(60_000, seed), generator=torch.Generator())
+    train_loader = DataLoader(
+        mnist("train", transform=transform),
+        batch_size=batch_size,
+        sampler=SameShuffle(60_000, seed),
+        generator=torch.Generator(),
+    )
     test_loader = DataLoader(mnist("test", transform=transform), batch_size=1000)
     return train_loader, test_loader
 
@@ -216,13 +225,17 @@ def print_report(runs: list[Run], device: torch.device) -> None:
             if not (fast and fast.reached):
                 continue
             if same and same.reached:
-                print(f"{model_name}, {memory_format} weights: classic / fast data = "
-                      f"{same.train_seconds / fast.train_seconds:.2f}x (the data pipeline alone)")
+                print(
+                    f"{model_name}, {memory_format} weights: classic / fast data = "
+                    f"{same.train_seconds / fast.train_seconds:.2f}x (the data pipeline alone)"
+                )
             if classic and classic.reached:
                 speedup = classic.train_seconds / fast.train_seconds
                 per_epoch = (classic.train_seconds / classic.epochs) / (fast.train_seconds / fast.epochs)
-                print(f"{model_name}: classic recipe (nchw) / fast data with {memory_format} weights = {speedup:.2f}x "
-                      f"to the target (goal >= 2x: {'met' if speedup >= 2 else 'missed'}), {per_epoch:.2f}x per epoch")
+                print(
+                    f"{model_name}: classic recipe (nchw) / fast data with {memory_format} weights = {speedup:.2f}x "
+                    f"to the target (goal >= 2x: {'met' if speedup >= 2 else 'missed'}), {per_epoch:.2f}x per epoch"
+                )
 
 
 if __name__ == "__main__":

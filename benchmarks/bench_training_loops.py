@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     times: dict[str, list[float]] = {name: [] for name in loops}
     losses: dict[str, float] = {}
-    for name, loop in loops.items():  # warm-up: allocator, kernels, lazy imports
+    for loop in loops.values():  # warm-up: allocator, kernels, lazy imports
         model = copy.deepcopy(initial)
         loop(model, torch.optim.Adam(model.parameters(), lr=LR))
     for _ in range(args.rounds):
@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     # sides of a ratio; the median of the per-round ratios is steadier than a ratio of medians.
     paired = statistics.median(f / h for f, h in zip(times["dpdl.train.fit"], times["hand (metrics)"]))
     print()
-    print(f"fit / hand (metrics), median of the {args.rounds} per-round ratios = {paired:.3f} "
-          f"(goal <= 1.05): {'met' if paired <= 1.05 else 'MISSED'}")
+    print(
+        f"fit / hand (metrics), median of the {args.rounds} per-round ratios = {paired:.3f} "
+        f"(goal <= 1.05): {'met' if paired <= 1.05 else 'MISSED'}"
+    )
     return 0
 
 
@@ -149,7 +151,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def describe_machine(device: torch.device) -> str:
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU"
+    )
     return (
         f"{where}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; python {sys.version.split()[0]}, "
         f"torch {torch.__version__}, torchbearer {torchbearer.__version__}; load average {os.getloadavg()[0]:.1f}"

@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", help="notebooks or folders (default: labs/ and exercises/)")
     parser.add_argument(
-        "--capabilities", default=",".join(CAPABILITIES), metavar="CAP,CAP",
+        "--capabilities",
+        default=",".join(CAPABILITIES),
+        metavar="CAP,CAP",
         help="comma-separated kernel sets: native (torch's choice), avx512, avx2, default (default: %(default)s)",
     )
     args = parser.parse_args(argv)

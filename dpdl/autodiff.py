@@ -123,8 +123,9 @@ class _Scalar:
                 "(plain numbers mix with either)"
             )
 
-    def _binary(self, other: Any, rule: Callable[..., tuple[float, float, float]], op: str,
-                reflected: bool = False) -> Any:
+    def _binary(
+        self, other: Any, rule: Callable[..., tuple[float, float, float]], op: str, reflected: bool = False
+    ) -> Any:
         if isinstance(other, _Scalar):
             self._check_same_mode(other)
             other_value = other.value
@@ -276,8 +277,7 @@ def sqrt(x: float | Dual | Var) -> float | Dual | Var:
 # --- numerical derivatives (book ch. 3) -----------------------------------------------------------
 
 
-def numerical_derivative(f: Callable[[Any], Any], x: Any, h: float | None = None,
-                         method: str = "symmetric") -> Any:
+def numerical_derivative(f: Callable[[Any], Any], x: Any, h: float | None = None, method: str = "symmetric") -> Any:
     """Estimate ``f'(x)`` from two values of ``f``, for checking derivatives worked out by hand or by autodiff.
 
     ``method="symmetric"``: ``(f(x + h) - f(x - h)) / (2h)``, error ``O(h²)``;
@@ -320,8 +320,9 @@ def default_step(x: Any, method: str = "symmetric") -> float:
     return math.sqrt(eps) * size or math.sqrt(eps)  # `or`: at x = 0 (or a tiny x) fall back to sqrt(eps)
 
 
-def grad_check(f: Callable[[Any], Any], x: Any, analytic_grad: Any, num_checks: int = 10,
-               h: float = 1e-5, seed: int | None = None) -> float:
+def grad_check(
+    f: Callable[[Any], Any], x: Any, analytic_grad: Any, num_checks: int = 10, h: float = 1e-5, seed: int | None = None
+) -> float:
     """Compare ``analytic_grad`` with symmetric difference quotients of ``f`` at random coordinates of ``x``.
 
     ``f(x)`` returns a scalar (a float or a one-element tensor); ``x`` is a float numpy array or torch
@@ -406,9 +407,7 @@ def _pow(a: float, b: float, b_varies: bool) -> tuple[float, float, float]:
         )
     if a == 0 and b < 1 and b != 0:
         what = "the value" if b < 0 else "the derivative"
-        raise ZeroDivisionError(
-            f"{what} of x ** {b!r} at x = 0.0 is infinite; move the input away from 0"
-        )
+        raise ZeroDivisionError(f"{what} of x ** {b!r} at x = 0.0 is infinite; move the input away from 0")
     return _power(a, b), (0.0 if b == 0 else b * _power(a, b - 1)), 0.0
 
 
@@ -451,8 +450,11 @@ def _value(x: Any, name: str) -> float:
         return float(x)
     raise TypeError(
         f"{name} takes a float, a Dual or a Var; got {type(x).__name__}"
-        + (f" — for arrays and tensors use numpy.{name} or torch.{name}"
-           if isinstance(x, (np.ndarray, torch.Tensor)) else "")
+        + (
+            f" — for arrays and tensors use numpy.{name} or torch.{name}"
+            if isinstance(x, (np.ndarray, torch.Tensor))
+            else ""
+        )
     )
 
 
@@ -466,8 +468,10 @@ def _float_scalar(x: Any) -> Any:
     """``x`` as one float that keeps its dtype: a python float, a numpy floating scalar or a 0-d tensor."""
     if isinstance(x, torch.Tensor):
         if x.numel() != 1 or not x.is_floating_point():
-            raise TypeError(f"x must be a single floating-point number; got a {x.dtype} tensor of shape "
-                            f"{tuple(x.shape)} — for a gradient of many inputs use grad_check")
+            raise TypeError(
+                f"x must be a single floating-point number; got a {x.dtype} tensor of shape "
+                f"{tuple(x.shape)} — for a gradient of many inputs use grad_check"
+            )
         return x.reshape(())
     if isinstance(x, np.ndarray) and x.size == 1:
         x = x.reshape(())[()]
@@ -475,8 +479,9 @@ def _float_scalar(x: Any) -> Any:
         return x
     if isinstance(x, numbers.Real):
         return float(x)  # python floats (and ints) are float64
-    raise TypeError(f"x must be a single real number; got {type(x).__name__} — for a gradient of many "
-                    "inputs use grad_check")
+    raise TypeError(
+        f"x must be a single real number; got {type(x).__name__} — for a gradient of many inputs use grad_check"
+    )
 
 
 def _scalar_output(value: Any) -> float:

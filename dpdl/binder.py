@@ -16,8 +16,15 @@ from pathlib import Path
 
 from dpdl.notebooks import BRANCH, check_repo_name
 
-__all__ = ["BINDER_FOLDER", "DATA_DIR_IN_IMAGE", "binder_url", "binder_badge_markdown", "binder_files",
-           "write_binder_files", "with_binder_section"]
+__all__ = [
+    "BINDER_FOLDER",
+    "DATA_DIR_IN_IMAGE",
+    "binder_url",
+    "binder_badge_markdown",
+    "binder_files",
+    "write_binder_files",
+    "with_binder_section",
+]
 
 BINDER_FOLDER = "binder"
 # Where postBuild puts the datasets: inside the image's Python environment (${NB_PYTHON_PREFIX}, owned by the
@@ -113,4 +120,4 @@ class; your instructor will say if yours does. Binder does not keep your work: d
     match = re.search(r"^## Data\s*$", readme, re.M)
     if match is None:
         return readme.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    return readme[:match.start()] + section + readme[match.start():]
+    return readme[: match.start()] + section + readme[match.start() :]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from dpdl import __version__
 
@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not err.name or err.name.partition(".")[0] == "dpdl":
             raise
         hint = _INSTALL_HINTS.get(args.command, _DEFAULT_HINT)
-        print(f"dpdl {args.command} needs the Python package {err.name!r}, which is not installed; {hint}", file=sys.stderr)
+        print(
+            f"dpdl {args.command} needs the Python package {err.name!r}, which is not installed; {hint}",
+            file=sys.stderr,
+        )
         return 2
 
 

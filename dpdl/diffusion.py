@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dpdl.train.modes import eval_mode, kept_modes
+
 __all__ = [
     "RECIPE",
     "add_noise",
@@ -145,7 +147,12 @@ def ddpm_loss(model: nn.Module, x0: Tensor, alpha_bars: Tensor, *, generator: to
 
 @torch.no_grad()
 def ddpm_sample(
-    model: nn.Module, noise: Tensor, alpha_bars: Tensor, steps: int | None = None, *, generator: torch.Generator | None = None
+    model: nn.Module,
+    noise: Tensor,
+    alpha_bars: Tensor,
+    steps: int | None = None,
+    *,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Ancestral sampling: from ``x_T = noise`` down to ``x_0``, on ``steps`` evenly spaced steps of the schedule.
 
@@ -254,11 +261,9 @@ def sample(
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"sample: n must be a positive int; got {n!r}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     noise = torch.randn(n, 1, 28, 28, generator=generator)
-    images = [euler_sample(model, chunk.to(device), steps) for chunk in noise.split(batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        images = [euler_sample(model, chunk.to(device), steps) for chunk in noise.split(batch_size)]
     return to_unit_range(torch.cat(images))
 
 
@@ -297,14 +302,13 @@ class _EMA:
     def call_with_average(self, function: Callable[[int, nn.Module], None], step: int) -> None:
         current = [p.detach().clone() for p in self.model.parameters()]
         self.copy_to_model()
-        was_training = self.model.training
-        try:
-            function(step, self.model)
-        finally:
-            with torch.no_grad():
-                for saved, p in zip(current, self.model.parameters()):
-                    p.copy_(saved)
-            self.model.train(was_training)
+        with kept_modes(self.model):
+            try:
+                function(step, self.model)
+            finally:
+                with torch.no_grad():
+                    for saved, p in zip(current, self.model.parameters()):
+                        p.copy_(saved)
 
 
 def _per_image(values: Tensor, like: Tensor) -> Tensor:
@@ -315,9 +319,13 @@ def _check_unit_times(t: Tensor, name: str) -> Tensor:
     if not isinstance(t, Tensor):
         t = torch.as_tensor(t, dtype=torch.float32)
     if not t.is_floating_point():
-        raise ValueError(f"{name}: t must hold floats in [0, 1]; got dtype {t.dtype} — divide step indices by their count")
+        raise ValueError(
+            f"{name}: t must hold floats in [0, 1]; got dtype {t.dtype} — divide step indices by their count"
+        )
     if t.numel() and (t.min() < 0 or t.max() > 1):
-        raise ValueError(f"{name}: t must lie in [0, 1] (0 = data, 1 = noise); got values in [{t.min():.3g}, {t.max():.3g}]")
+        raise ValueError(
+            f"{name}: t must lie in [0, 1] (0 = data, 1 = noise); got values in [{t.min():.3g}, {t.max():.3g}]"
+        )
     return t
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dpdl.train.modes import eval_mode
+
 __all__ = [
     "CLASSIFIER_RECIPE",
     "build_classifier",
@@ -41,7 +43,9 @@ def gaussian_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
             "flatten each example's features to one row"
         )
     if features.shape[0] < 2:
-        raise ValueError(f"gaussian_statistics needs at least 2 examples to estimate a covariance; got {features.shape[0]}")
+        raise ValueError(
+            f"gaussian_statistics needs at least 2 examples to estimate a covariance; got {features.shape[0]}"
+        )
     mean = features.mean(0)
     centred = features - mean
     covariance = centred.T @ centred / (features.shape[0] - 1)
@@ -152,12 +156,8 @@ def features(classifier: nn.Module, images: Tensor, *, batch_size: int = 1000) -
     images = _as_images(images)
     device = next(classifier.parameters()).device
     penultimate = classifier.classifier[:-1]  # everything but the last Linear (the logits)
-    was_training = classifier.training
-    classifier.eval()
-    try:
+    with eval_mode(classifier):
         rows = [penultimate(classifier.features(batch.to(device))).cpu() for batch in images.split(batch_size)]
-    finally:
-        classifier.train(was_training)
     return torch.cat(rows)
 
 
@@ -208,7 +208,9 @@ def _as_images(images: Tensor) -> Tensor:
     if low < -1e-3 or high > 1 + 1e-3:
         hint = " — a tanh generator's output in [-1, 1] maps to [0, 1] with (x + 1) / 2" if low < 0 else ""
         hint = hint or (" — logits? apply torch.sigmoid" if high > 1 else "")
-        raise ValueError(f"features expects images in [0, 1], as the classifier was trained; got values in [{low:.3g}, {high:.3g}]{hint}")
+        raise ValueError(
+            f"features expects images in [0, 1], as the classifier was trained; got values in [{low:.3g}, {high:.3g}]{hint}"
+        )
     return images
 
 
@@ -216,8 +218,10 @@ def _as_float64(function: str, name: str, value: Any) -> Tensor:
     try:
         tensor = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise TypeError(f"{function}: {name} must be a tensor or an array of numbers; got {type(value).__name__}") from error
-    tensor = tensor.detach().to("cpu", torch.float64)
+        raise TypeError(
+            f"{function}: {name} must be a tensor or an array of numbers; got {type(value).__name__}"
+        ) from error
+    tensor = tensor.detach().cpu().to(torch.float64)  # to the CPU first: Apple MPS has no float64
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{function}: {name} contains NaN or infinite values — check the features (a diverged model?)")
     return tensor
@@ -233,7 +237,9 @@ def _check_gaussian(which: str, mean: Tensor, cov: Tensor) -> None:
         )
     scale = cov.abs().max().clamp(min=1e-300)
     if (cov - cov.T).abs().max() > 1e-8 * scale:
-        raise ValueError(f"frechet_distance: cov_{which} is not symmetric — pass a covariance matrix (gaussian_statistics)")
+        raise ValueError(
+            f"frechet_distance: cov_{which} is not symmetric — pass a covariance matrix (gaussian_statistics)"
+        )
 
 
 def _check_semidefinite(which: str, eigenvalues: Tensor) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dpdl.models.gan import DCGANDiscriminator, DCGANGenerator
+from dpdl.train.modes import eval_mode
 
 __all__ = ["RECIPE", "build", "discriminator_loss", "generator_loss", "sample", "train"]
 
@@ -88,13 +89,9 @@ def sample(model: nn.Module, n: int, *, generator: torch.Generator | None = None
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"sample: n must be a positive int; got {n!r}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        z = torch.randn(n, model.noise_dim, generator=generator)
+    z = torch.randn(n, model.noise_dim, generator=generator)
+    with eval_mode(model):
         images = torch.cat([model(chunk.to(device)) for chunk in z.split(1000)])
-    finally:
-        model.train(was_training)
     return (images + 1) / 2
 
 
@@ -114,8 +111,14 @@ def _train(model: DCGANGenerator, recipe: Mapping[str, Any], device: torch.devic
     X_all, y_all = mnist_tensors("train")
     subset = torch.randperm(len(X_all), generator=torch.Generator().manual_seed(recipe["seed"]))[: recipe["num_train"]]
     train_loader = TensorLoader(
-        X_all[subset], y_all[subset], batch_size=recipe["batch_size"], shuffle=True, drop_last=True,
-        normalize=(0.5, 0.5), device=device, generator=recipe["seed"],
+        X_all[subset],
+        y_all[subset],
+        batch_size=recipe["batch_size"],
+        shuffle=True,
+        drop_last=True,
+        normalize=(0.5, 0.5),
+        device=device,
+        generator=recipe["seed"],
     )
     betas = tuple(recipe["betas"])
     optimizer_G = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=betas)

@@ -45,9 +45,7 @@ def hinge_loss(scores: Tensor, y: Tensor, margin: float = 1.0, reduction: str = 
     if not values <= {-1, 1}:
         shown = "{" + ", ".join(_fmt(v) for v in sorted(values)[:10]) + (", ..." if len(values) > 10 else "") + "}"
         hint = (
-            "map them with 2*y - 1"
-            if values <= {0, 1}
-            else "hinge_loss is for two classes; use cross-entropy for more"
+            "map them with 2*y - 1" if values <= {0, 1} else "hinge_loss is for two classes; use cross-entropy for more"
         )
         raise ValueError(f"labels must be -1 or +1 for hinge_loss; got values {shown} — {hint}")
     check_number("hinge_loss", "margin", margin, at_least=0, hint="1.0 is the usual SVM margin")
@@ -101,7 +99,11 @@ def gaussian_log_likelihood(x: Tensor, mu: Tensor, log_var: float | Tensor) -> T
     if isinstance(log_var, Tensor):
         check_tensor("gaussian_log_likelihood", "log_var", log_var, floating=True)
         check_broadcasts(
-            "gaussian_log_likelihood", "log_var", log_var, x.shape, "use a number, a 0-d tensor or a tensor shaped like x"
+            "gaussian_log_likelihood",
+            "log_var",
+            log_var,
+            x.shape,
+            "use a number, a 0-d tensor or a tensor shaped like x",
         )
     elif isinstance(log_var, bool) or not isinstance(log_var, (int, float)):
         raise TypeError(

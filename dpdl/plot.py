@@ -300,7 +300,9 @@ def scatter_latent(
     else:
         classes = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y).reshape(-1)
         if classes.shape[0] != codes.shape[0]:
-            raise ValueError(f"scatter_latent: got {codes.shape[0]} codes but {classes.shape[0]} labels y; pass one per code")
+            raise ValueError(
+                f"scatter_latent: got {codes.shape[0]} codes but {classes.shape[0]} labels y; pass one per code"
+            )
         if class_names is not None and not all(0 <= int(c) < len(class_names) for c in np.unique(classes)):
             raise ValueError(
                 f"scatter_latent: class_names has {len(class_names)} names but y holds classes "
@@ -344,7 +346,9 @@ def _history_series(history: Any) -> dict[str, np.ndarray]:
         if isinstance(values, (Tensor, np.ndarray)):
             values = values.tolist()
         if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
-            raise TypeError(f"plot_history: history[{key!r}] must be a list of per-epoch numbers; got {type(values).__name__}")
+            raise TypeError(
+                f"plot_history: history[{key!r}] must be a list of per-epoch numbers; got {type(values).__name__}"
+            )
         try:
             series[str(key)] = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
         except (TypeError, ValueError) as err:
@@ -368,7 +372,9 @@ def _as_image_batch(images: Any) -> Tensor:
         batch = batch.unsqueeze(1)
     if batch.dim() != 4:
         hint = " — reshape flat images, e.g. X.view(-1, 1, 28, 28)" if batch.dim() == 2 else ""
-        raise ValueError(f"image_grid expects images of shape (B, C, H, W) or (B, H, W); got {tuple(batch.shape)}{hint}")
+        raise ValueError(
+            f"image_grid expects images of shape (B, C, H, W) or (B, H, W); got {tuple(batch.shape)}{hint}"
+        )
     if batch.shape[0] == 0:
         raise ValueError("image_grid: got an empty batch (B = 0)")
     if batch.shape[1] not in (1, 3):

@@ -7,7 +7,8 @@ the grader) or ``DPDL_PROGRESS=0``, bars are switched off so that stored noteboo
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 from dpdl.flags import flag
 

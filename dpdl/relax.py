@@ -99,7 +99,13 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     """
     check_tensor("straight_through", "soft", soft, floating=True)
     check_tensor("straight_through", "hard", hard)
-    check_same_shape("straight_through", ("hard", "soft"), hard, soft, "hard should be the discrete version of soft, element for element")
+    check_same_shape(
+        "straight_through",
+        ("hard", "soft"),
+        hard,
+        soft,
+        "hard should be the discrete version of soft, element for element",
+    )
     return soft + (hard.to(soft.dtype) - soft).detach()
 
 
@@ -119,7 +125,9 @@ def sample_normal(
     """
     check_tensor("sample_normal", "mu", mu, floating=True)
     check_tensor("sample_normal", "log_var", log_var, floating=True)
-    check_same_shape("sample_normal", ("mu", "log_var"), mu, log_var, "an encoder usually returns both from heads of equal width")
+    check_same_shape(
+        "sample_normal", ("mu", "log_var"), mu, log_var, "an encoder usually returns both from heads of equal width"
+    )
     shape = (*_check_sample_shape(sample_shape), *mu.shape)
     eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
     return mu + torch.exp(0.5 * log_var) * eps
@@ -163,7 +171,11 @@ def smooth_l1(x: Tensor, y: Tensor, beta: float = 1.0, reduction: str = "mean") 
     check_tensor("smooth_l1", "x", x, floating=True)
     check_tensor("smooth_l1", "y", y)
     check_same_shape(
-        "smooth_l1", ("x", "y"), x, y, "a (B, 1) prediction against (B,) targets is a common cause: use y_hat.squeeze(1)"
+        "smooth_l1",
+        ("x", "y"),
+        x,
+        y,
+        "a (B, 1) prediction against (B,) targets is a common cause: use y_hat.squeeze(1)",
     )
     check_number(
         "smooth_l1", "beta", beta, at_least=0, finite=True,

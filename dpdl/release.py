@@ -52,7 +52,12 @@ if TYPE_CHECKING:
     from nbformat import NotebookNode
 
 __all__ = [
-    "ReleaseError", "public_repo", "write_release", "release_notebooks", "withheld_lab_solutions", "student_readme",
+    "ReleaseError",
+    "public_repo",
+    "write_release",
+    "release_notebooks",
+    "withheld_lab_solutions",
+    "student_readme",
     "register",
 ]
 
@@ -204,7 +209,9 @@ def student_readme(notebooks: dict[Path, Any] | list[Path], *, repo: str, branch
 
     solutions_note = (
         "\nThe instructor's lab notebooks, with solutions and reference outputs, lie beside each `student/` "
-        "folder: try the task first, then compare.\n" if solutions else ""
+        "folder: try the task first, then compare.\n"
+        if solutions
+        else ""
     )
     return f"""# Differentiable Programming and Deep Learning: labs and exercises
 
@@ -288,22 +295,31 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty folder to write the release into")
-    parser.add_argument("--repo", metavar="OWNER/NAME",
-                        help=f"the public GitHub repository students use (default: the {PUBLIC_REPO_SETTING} setting)")
+    parser.add_argument(
+        "--repo",
+        metavar="OWNER/NAME",
+        help=f"the public GitHub repository students use (default: the {PUBLIC_REPO_SETTING} setting)",
+    )
     parser.add_argument("--branch", metavar="BRANCH", help=f"its branch (default: {BRANCH})")
-    parser.add_argument("--with-lab-solutions", action="store_true",
-                        help="also publish the labs' instructor notebooks (never the exercises')")
+    parser.add_argument(
+        "--with-lab-solutions",
+        action="store_true",
+        help="also publish the labs' instructor notebooks (never the exercises')",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
-        out_dir = write_release(args.out_dir, repo=args.repo, branch=args.branch,
-                                with_lab_solutions=args.with_lab_solutions)
+        out_dir = write_release(
+            args.out_dir, repo=args.repo, branch=args.branch, with_lab_solutions=args.with_lab_solutions
+        )
     except ImportError as err:
-        print(f"dpdl release needs the instructor tools ({err.name}); install them with: pip install -e \".[dev]\"",
-              file=sys.stderr)
+        print(
+            f'dpdl release needs the instructor tools ({err.name}); install them with: pip install -e ".[dev]"',
+            file=sys.stderr,
+        )
         return 2
     except (ReleaseError, LookupError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -336,8 +352,11 @@ def _exercise_secret_lines(root: Path) -> dict[str, str]:
             if cell.get("metadata", {}).get("dpdl", {}).get("role") == "hidden":
                 hidden = set(range(len(lines)))
             else:
-                hidden = {number for block in find_blocks(cell.source, cell.cell_type)
-                          for number in range(block.begin + 1, block.end)}
+                hidden = {
+                    number
+                    for block in find_blocks(cell.source, cell.cell_type)
+                    for number in range(block.begin + 1, block.end)
+                }
             public.update(_normalise(line) for number, line in enumerate(lines) if number not in hidden)
             if relative.parts[0] != "exercises":
                 continue
@@ -356,7 +375,9 @@ def _withhold_exercise_solutions(nb: NotebookNode, secrets: dict[str, str]) -> l
     for index, cell in enumerate(nb.cells):
         lines = cell.source.split("\n")
         for block in find_blocks(cell.source, cell.cell_type):
-            shared = [secrets[key] for line in lines[block.begin + 1:block.end] if (key := _normalise(line)) in secrets]
+            shared = [
+                secrets[key] for line in lines[block.begin + 1 : block.end] if (key := _normalise(line)) in secrets
+            ]
             if shared:
                 found.append((index, shared[0]))
                 break
@@ -390,8 +411,10 @@ def _with_public_repo(pyproject: str, repo: str) -> str:
     """The source's pyproject.toml with ``[tool.dpdl] public-repo`` set to ``repo`` (only that line changes)."""
     new, count = _SETTING_LINE_RE.subn(lambda match: f'{match.group("key")}"{repo}"', pyproject)
     if count != 1:
-        raise ReleaseError(f"pyproject.toml must set [tool.dpdl] {PUBLIC_REPO_SETTING} = \"OWNER/NAME\" exactly once; "
-                           f"found {count} such lines")
+        raise ReleaseError(
+            f'pyproject.toml must set [tool.dpdl] {PUBLIC_REPO_SETTING} = "OWNER/NAME" exactly once; '
+            f"found {count} such lines"
+        )
     return new
 
 
@@ -403,8 +426,10 @@ def _refuse_leaks(relative: Path, nb: NotebookNode, *, instructor_lab: bool) -> 
     """A last look before publishing: no hidden check anywhere, no solution or answer markers in a copy."""
     for index, cell in enumerate(nb.cells):
         if cell.get("metadata", {}).get("dpdl", {}).get("role") == "hidden":
-            raise ReleaseError(f"{relative}, cell {index}: a hidden check would be published; "
-                               "student copies must drop hidden cells (dpdl.notebooks.build)")
+            raise ReleaseError(
+                f"{relative}, cell {index}: a hidden check would be published; "
+                "student copies must drop hidden cells (dpdl.notebooks.build)"
+            )
         if instructor_lab:
             continue
         marker = _SOLUTION_MARKER_RE if cell.cell_type == "code" else _ANSWER_MARKER_RE

@@ -29,8 +29,18 @@ from typing import Any
 
 from dpdl.notebooks import BRANCH, COLAB_BADGE_IMAGE, colab_url, find_repo_root, public_repo
 
-__all__ = ["SiteError", "SitePage", "build_site", "site_pages", "lab_topics", "home_page", "datasets_page",
-           "jupyter_display_maths", "release_target", "register"]
+__all__ = [
+    "SiteError",
+    "SitePage",
+    "build_site",
+    "site_pages",
+    "lab_topics",
+    "home_page",
+    "datasets_page",
+    "jupyter_display_maths",
+    "release_target",
+    "register",
+]
 
 # Written into every site this command builds: a non-empty OUT_DIR is replaced only when it holds this file.
 SITE_MARKER = ".dpdl-site"
@@ -114,8 +124,10 @@ def build_site(
         published = release_target(release, pages)
         for option, given, found in (("--repo", repo, published[0]), ("--branch", branch, published[1])):
             if given is not None and given != found:
-                raise SiteError(f"the release in {release} was written for {found!r}, not {option} {given!r}: "
-                                f"leave out {option}, or write a new release with `dpdl release {option} {given}`")
+                raise SiteError(
+                    f"the release in {release} was written for {found!r}, not {option} {given!r}: "
+                    f"leave out {option}, or write a new release with `dpdl release {option} {given}`"
+                )
         repo, branch = published
         source_dir = work / "source"
         _write_sources(source_dir, release, pages, topics, repo=repo, branch=branch)
@@ -151,17 +163,22 @@ def site_pages(release: str | os.PathLike, *, order: list[str] | None = None) ->
             title_cell = next((cell for cell in read_notebook(path).cells if cell.cell_type == "markdown"), None)
             match = _NOTEBOOK_TITLE_RE.search(title_cell.source) if title_cell is not None else None
             if match is None:
-                raise SiteError(f"{relative}: its first markdown cell must be the title '# Lab N — title' "
-                                "(or '# Exercise N — title'); rebuild the release from a source that passes "
-                                "`dpdl notebooks check`")
+                raise SiteError(
+                    f"{relative}: its first markdown cell must be the title '# Lab N — title' "
+                    "(or '# Exercise N — title'); rebuild the release from a source that passes "
+                    "`dpdl notebooks check`"
+                )
             docname = f"{folder}/{relative.parts[1]}/{path.stem}"
             pages.append(SitePage(relative, docname, kind, int(match["lab"]), match["title"]))
     if not any(page.kind == "lab" for page in pages) or not any(page.kind == "exercise" for page in pages):
-        raise SiteError(f"{release} holds no student notebooks under labs/*/student/ and exercises/*/student/; "
-                        "give a folder written by `dpdl release`")
+        raise SiteError(
+            f"{release} holds no student notebooks under labs/*/student/ and exercises/*/student/; "
+            "give a folder written by `dpdl release`"
+        )
     rank = {stem: index for index, stem in enumerate(order or [])}
-    return sorted(pages, key=lambda page: (page.kind != "lab", page.lab, rank.get(page.source.stem, len(rank)),
-                                           page.docname))
+    return sorted(
+        pages, key=lambda page: (page.kind != "lab", page.lab, rank.get(page.source.stem, len(rank)), page.docname)
+    )
 
 
 def release_target(release: str | os.PathLike, pages: list[SitePage]) -> tuple[str, str]:
@@ -173,13 +190,17 @@ def release_target(release: str | os.PathLike, pages: list[SitePage]) -> tuple[s
     release = Path(release)
     found = set()
     for page in pages:
-        pattern = re.compile(r"https://colab\.research\.google\.com/github/(?P<repo>[^/\s)]+/[^/\s)]+)/blob/"
-                             rf"(?P<branch>[^\s)]+?)/{re.escape(page.source.as_posix())}(?=[\s)\"]|$)")
+        pattern = re.compile(
+            r"https://colab\.research\.google\.com/github/(?P<repo>[^/\s)]+/[^/\s)]+)/blob/"
+            rf"(?P<branch>[^\s)]+?)/{re.escape(page.source.as_posix())}(?=[\s)\"]|$)"
+        )
         for cell in read_notebook(release / page.source).cells:
             found |= {(match["repo"], match["branch"]) for match in pattern.finditer(cell.source)}
     if len(found) > 1:
-        raise SiteError(f"the notebooks in {release} open different repositories or branches on Colab "
-                        f"({sorted(found)}); write the release again with `dpdl release`")
+        raise SiteError(
+            f"the notebooks in {release} open different repositories or branches on Colab "
+            f"({sorted(found)}); write the release again with `dpdl release`"
+        )
     return found.pop() if found else (public_repo(release), BRANCH)
 
 
@@ -188,8 +209,9 @@ def lab_topics(labs_readme: str) -> dict[str, str]:
     return {match["stem"]: match["topic"] for match in _TOPIC_ROW_RE.finditer(labs_readme)}
 
 
-def home_page(pages: list[SitePage], topics: dict[str, str], *, release_readme: str, repo: str, branch: str,
-              binder: bool) -> str:
+def home_page(
+    pages: list[SitePage], topics: dict[str, str], *, release_readme: str, repo: str, branch: str, binder: bool
+) -> str:
     """The home page (MyST markdown): what the course is, set-up and Colab (from the release's README), the
     lab plan (a row per notebook: its topic, and the lab's exercise), and the navigation's table of contents."""
     from dpdl.binder import binder_url
@@ -214,11 +236,14 @@ def home_page(pages: list[SitePage], topics: dict[str, str], *, release_readme: 
     binder_text = (
         f"\n## On Binder or a JupyterHub\n\n[Launch the labs on Binder]({binder_url(repo, branch)}): a JupyterLab "
         "with `dpdl`, the tested versions and every dataset already in the image (it takes a few minutes the "
-        "first time). A university JupyterHub can serve the same image to a whole class.\n" if binder else ""
+        "first time). A university JupyterHub can serve the same image to a whole class.\n"
+        if binder
+        else ""
     )
     toctree = "\n".join(
-        f"```{{toctree}}\n:caption: {caption}\n:hidden:\n\n" + "\n".join(
-            page.docname for page in pages if page.kind == kind) + "\n```\n"
+        f"```{{toctree}}\n:caption: {caption}\n:hidden:\n\n"
+        + "\n".join(page.docname for page in pages if page.kind == kind)
+        + "\n```\n"
         for caption, kind in (("Labs", "lab"), ("Assessed exercises", "exercise"))
     )
     return f"""# {TITLE}
@@ -257,11 +282,14 @@ def datasets_page(registry: dict[str, Any]) -> str:
     """The dataset page (MyST markdown) from ``datasets/registry.json``: what each is, its size, licence,
     source and citation, and which labs use it."""
     lines = [
-        "# Datasets", "",
+        "# Datasets",
+        "",
         "Every dataset and pretrained artefact the labs use. `dpdl` downloads each from its official source on "
         "first use, checks it against the sha256 in the registry and caches it; `dpdl data fetch --all` "
-        "fetches them ahead of a lab, `dpdl data list` shows what you have.", "",
-        "| name | what | size | licence | labs |", "|---|---|---|---|---|",
+        "fetches them ahead of a lab, `dpdl data list` shows what you have.",
+        "",
+        "| name | what | size | licence | labs |",
+        "|---|---|---|---|---|",
     ]
     entries = registry.get("entries", [])
     for entry in entries:
@@ -270,17 +298,33 @@ def datasets_page(registry: dict[str, Any]) -> str:
         optional = " (optional)" if entry.get("optional") else ""
         labs = ", ".join(str(lab) for lab in entry.get("labs", []))
         name_cell = f"[`{entry['name']}`](#{_anchor(entry['name'])}){optional}"
-        lines.append(f"| {name_cell} | {_table_cell(entry.get('title', ''))} "
-                     f"| {size} | {_table_cell(entry.get('licence', ''))} | {labs} |")
+        lines.append(
+            f"| {name_cell} | {_table_cell(entry.get('title', ''))} "
+            f"| {size} | {_table_cell(entry.get('licence', ''))} | {labs} |"
+        )
     for entry in entries:
-        lines += ["", f"({_anchor(entry['name'])})=", f"## {entry.get('title', entry['name'])}", "",
-                  entry.get("description", ""), ""]
-        facts = [("name", f"`{entry['name']}`"), ("licence", entry.get("licence")),
-                 ("labs", ", ".join(str(lab) for lab in entry.get("labs", []))),
-                 ("home page", f"<{entry['homepage']}>" if entry.get("homepage") else None),
-                 ("files", f"{len(entry['files'])}, {_size(sum(f.get('size', 0) for f in entry['files']))}"
-                  if entry.get("files") else None),
-                 ("citation", entry.get("citation")), ("notes", entry.get("notes"))]
+        lines += [
+            "",
+            f"({_anchor(entry['name'])})=",
+            f"## {entry.get('title', entry['name'])}",
+            "",
+            entry.get("description", ""),
+            "",
+        ]
+        facts = [
+            ("name", f"`{entry['name']}`"),
+            ("licence", entry.get("licence")),
+            ("labs", ", ".join(str(lab) for lab in entry.get("labs", []))),
+            ("home page", f"<{entry['homepage']}>" if entry.get("homepage") else None),
+            (
+                "files",
+                f"{len(entry['files'])}, {_size(sum(f.get('size', 0) for f in entry['files']))}"
+                if entry.get("files")
+                else None,
+            ),
+            ("citation", entry.get("citation")),
+            ("notes", entry.get("notes")),
+        ]
         lines += [f"- **{key}**: {value}" for key, value in facts if value]
     return "\n".join(lines) + "\n"
 
@@ -315,8 +359,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty folder, or an earlier site to replace")
     parser.add_argument("--release", metavar="DIR", help="a folder written by `dpdl release` (default: write one now)")
-    parser.add_argument("--repo", metavar="OWNER/NAME", help="the public repository Colab and Binder links open, "
-                        "for the release written without --release (default: the public-repo setting)")
+    parser.add_argument(
+        "--repo",
+        metavar="OWNER/NAME",
+        help="the public repository Colab and Binder links open, "
+        "for the release written without --release (default: the public-repo setting)",
+    )
     parser.add_argument("--branch", metavar="BRANCH", help=f"its branch (default: {BRANCH})")
     parser.set_defaults(func=_run)
 
@@ -326,8 +374,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         out_dir = build_site(args.out_dir, release=args.release, repo=args.repo, branch=args.branch)
     except ImportError as err:
-        print(f"dpdl site needs the site tools ({err.name}); install them with: pip install -e \".[site]\"",
-              file=sys.stderr)
+        print(
+            f'dpdl site needs the site tools ({err.name}); install them with: pip install -e ".[site]"', file=sys.stderr
+        )
         return 2
     except (SiteError, LookupError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -341,8 +390,10 @@ def _check_out_dir(out_dir: Path) -> None:
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise SiteError(f"{out_dir} exists and is not a folder; give a new or empty folder for the site")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).is_file():
-        raise SiteError(f"{out_dir} is not empty and is not a site built by `dpdl site`; give a new or empty "
-                        "folder (dpdl site replaces only its own earlier output)")
+        raise SiteError(
+            f"{out_dir} is not empty and is not a site built by `dpdl site`; give a new or empty "
+            "folder (dpdl site replaces only its own earlier output)"
+        )
 
 
 def _labs_readme(release: Path, root: str | os.PathLike | None) -> str:
@@ -356,14 +407,15 @@ def _labs_readme(release: Path, root: str | os.PathLike | None) -> str:
         return ""  # no topics: the plan still lists every notebook
 
 
-def _write_sources(source_dir: Path, release: Path, pages: list[SitePage], topics: dict[str, str], *,
-                   repo: str, branch: str) -> None:
+def _write_sources(
+    source_dir: Path, release: Path, pages: list[SitePage], topics: dict[str, str], *, repo: str, branch: str
+) -> None:
     """The Sphinx project: conf.py, the home and dataset pages, each notebook (with a links cell added after
     its title) and, under ``_notebooks/``, the release's notebooks as they are, for download."""
+    import nbformat
+
     from dpdl.binder import BINDER_FOLDER, binder_url
     from dpdl.notebooks import notebook_bytes, read_notebook
-
-    import nbformat
 
     binder = (release / BINDER_FOLDER).is_dir()
     static = source_dir / "_static"
@@ -380,8 +432,10 @@ def _write_sources(source_dir: Path, release: Path, pages: list[SitePage], topic
             if cell.cell_type == "markdown":
                 local_badge = f"{up}_static/colab-badge.svg"
                 cell.source = jupyter_display_maths(cell.source).replace(COLAB_BADGE_IMAGE, local_badge)
-        links = [f"[Open in Colab]({colab_url(page.source, root=release, repo=repo, branch=branch)})",
-                 f"{{download}}`Download the notebook <{up}_notebooks/{page.source.as_posix()}>`"]
+        links = [
+            f"[Open in Colab]({colab_url(page.source, root=release, repo=repo, branch=branch)})",
+            f"{{download}}`Download the notebook <{up}_notebooks/{page.source.as_posix()}>`",
+        ]
         if binder:
             links.append(f"[Launch on Binder]({binder_url(repo, branch, page.source.as_posix())})")
         links_cell = nbformat.v4.new_markdown_cell(" · ".join(links))
@@ -392,7 +446,8 @@ def _write_sources(source_dir: Path, release: Path, pages: list[SitePage], topic
         target.write_bytes(notebook_bytes(nb))
     readme = (release / "README.md").read_text(encoding="utf-8") if (release / "README.md").is_file() else ""
     (source_dir / "index.md").write_text(
-        home_page(pages, topics, release_readme=readme, repo=repo, branch=branch, binder=binder), encoding="utf-8")
+        home_page(pages, topics, release_readme=readme, repo=repo, branch=branch, binder=binder), encoding="utf-8"
+    )
     registry = json.loads((release / "datasets" / "registry.json").read_text(encoding="utf-8"))
     (source_dir / "datasets.md").write_text(datasets_page(registry), encoding="utf-8")
 
@@ -439,8 +494,18 @@ def _run_sphinx(source_dir: Path, out_dir: Path, doctrees: Path, *, repo: str, j
     # As sphinx-build does: docutils' registries are global, and a second build in one process (the tests,
     # the benchmark) would otherwise warn about every node and directive registered twice.
     with patch_docutils(None), docutils_namespace():
-        app = Sphinx(str(source_dir), None, str(out_dir), str(doctrees), "html", confoverrides=_conf(repo),
-                     status=None, warning=warnings, freshenv=True, parallel=max(1, jobs))
+        app = Sphinx(
+            str(source_dir),
+            None,
+            str(out_dir),
+            str(doctrees),
+            "html",
+            confoverrides=_conf(repo),
+            status=None,
+            warning=warnings,
+            freshenv=True,
+            parallel=max(1, jobs),
+        )
         app.build()
     if app.statuscode != 0:
         raise SiteError(f"Sphinx failed:\n{warnings.getvalue()}")

@@ -167,7 +167,7 @@ def pretrain(
         order = torch.randperm(len(X), generator=generator).to(X.device)
         total, steps = 0.0, 0
         for start in range(0, len(X) - batch_size + 1, batch_size):
-            images = _as_float_images(X[order[start:start + batch_size]])
+            images = _as_float_images(X[order[start : start + batch_size]])
             view1, view2 = augment(images).to(device), augment(images).to(device)
             loss = loss_fn(model(view1), model(view2))
             optimizer.zero_grad()
@@ -219,7 +219,9 @@ def linear_probe(
 
     mean = features_train.mean(0)
     std = features_train.std(0, unbiased=False)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # a feature constant in training (a blank pixel) stays as it is
+    std = torch.where(
+        std > 1e-6, std, torch.ones_like(std)
+    )  # a feature constant in training (a blank pixel) stays as it is
     classifier = LogisticRegression(C=C, max_iter=1000)
     classifier.fit(((features_train - mean) / std).numpy(), y_train.numpy())
     return float(classifier.score(((features_test - mean) / std).numpy(), y_test.numpy()))

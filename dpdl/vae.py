@@ -79,7 +79,11 @@ def _train(model: VAE, recipe: Mapping[str, Any], device: torch.device) -> list[
     X_all, y_all = mnist_tensors("train")
     subset = torch.randperm(len(X_all), generator=torch.Generator().manual_seed(recipe["seed"]))[: recipe["num_train"]]
     train_loader = TensorLoader(
-        X_all[subset], y_all[subset], batch_size=recipe["batch_size"], shuffle=True, device=device,
+        X_all[subset],
+        y_all[subset],
+        batch_size=recipe["batch_size"],
+        shuffle=True,
+        device=device,
         generator=recipe["seed"],
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])

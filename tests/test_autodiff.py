@@ -310,8 +310,14 @@ def test_zero_base_integer_powers_have_their_derivatives():
 
 
 def test_elementary_functions_on_numbers_return_floats():
-    for fn, ref in [(sin, math.sin), (cos, math.cos), (tan, math.tan), (exp, math.exp), (log, math.log),
-                    (sqrt, math.sqrt)]:
+    for fn, ref in [
+        (sin, math.sin),
+        (cos, math.cos),
+        (tan, math.tan),
+        (exp, math.exp),
+        (log, math.log),
+        (sqrt, math.sqrt),
+    ]:
         out = fn(2)
         assert type(out) is float and out == ref(2.0)
     assert sqrt(0.0) == 0.0  # the value at 0 is fine; only its derivative is infinite
@@ -438,8 +444,9 @@ CASES = [
 
 
 def relative_errors(method):
-    return [abs(numerical_derivative(f, x, method=method) - df(x)) / abs(df(x))
-            for f, df, points in CASES for x in points]
+    return [
+        abs(numerical_derivative(f, x, method=method) - df(x)) / abs(df(x)) for f, df, points in CASES for x in points
+    ]
 
 
 def test_symmetric_quotient_beats_newton_at_default_steps():
@@ -609,8 +616,7 @@ def test_grad_check_checks_each_coordinate_once_when_few():
 def test_grad_check_same_seed_same_coordinates():
     loss_fn, grad, w = logistic_regression()
     wrong = grad(w) * torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
-    assert grad_check(loss_fn, w, wrong, num_checks=2, seed=3) == grad_check(loss_fn, w, wrong, num_checks=2,
-                                                                              seed=3)
+    assert grad_check(loss_fn, w, wrong, num_checks=2, seed=3) == grad_check(loss_fn, w, wrong, num_checks=2, seed=3)
 
 
 def test_grad_check_bad_input_raises():

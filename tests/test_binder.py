@@ -20,9 +20,16 @@ from dpdl.binder import BINDER_FOLDER, binder_url, with_binder_section
 from dpdl.notebooks import find_repo_root
 
 ROOT = find_repo_root(Path(__file__).parent)
-_NO_INDEX_SIGNS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
-                   "Network is unreachable", "No matching distribution found for setuptools", "ProxyError",
-                   "Could not fetch URL", "Max retries exceeded")
+_NO_INDEX_SIGNS = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "No matching distribution found for setuptools",
+    "ProxyError",
+    "Could not fetch URL",
+    "Max retries exceeded",
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +71,13 @@ def test_post_build_and_start_are_valid_bash(release):
 def test_start_points_dpdl_at_the_datasets_in_the_image_and_runs_the_server_command(release, tmp_path):
     env = {**os.environ, "NB_PYTHON_PREFIX": str(tmp_path)}
     env.pop("DPDL_DATA_DIR", None)
-    out = subprocess.run([str(release / BINDER_FOLDER / "start"), "sh", "-c", 'echo "$DPDL_DATA_DIR"'],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [str(release / BINDER_FOLDER / "start"), "sh", "-c", 'echo "$DPDL_DATA_DIR"'],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert out.stdout.strip() == f"{tmp_path}/share/dpdl-data"
 
 
@@ -80,9 +92,25 @@ def test_the_requirements_resolve_against_the_constraints(release):
     """``pip install --dry-run`` of binder/requirements.txt from the release's root, as repo2docker runs it
     (its nested ``-c ../constraints.txt`` pins every version). Needs the package index: skipped without it."""
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--no-input",
-         "--disable-pip-version-check", "--timeout", "20", "-r", f"{BINDER_FOLDER}/requirements.txt"],
-        cwd=release, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--timeout",
+            "20",
+            "-r",
+            f"{BINDER_FOLDER}/requirements.txt",
+        ],
+        cwd=release,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = result.stdout + result.stderr
     if result.returncode != 0 and any(sign in output for sign in _NO_INDEX_SIGNS):
@@ -102,21 +130,54 @@ def test_post_build_in_a_fresh_venv_fetches_every_dataset_into_the_image_from_th
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+    venv_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(venv_site, "parent-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", "--disable-pip-version-check", str(release)],
-                   check=True, capture_output=True, text=True)
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"DPDL_DATA_DIR", "PYTHONPATH", "VIRTUAL_ENV"}}
-    env.update({"NB_PYTHON_PREFIX": str(venv), "DPDL_DATA_MIRROR": mirror, "DPDL_OFFLINE": "1",
-                "HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"})
-    where = subprocess.run([str(python), "-c", "import dpdl; print(dpdl.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            str(release),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    env = {key: value for key, value in os.environ.items() if key not in {"DPDL_DATA_DIR", "PYTHONPATH", "VIRTUAL_ENV"}}
+    env.update(
+        {
+            "NB_PYTHON_PREFIX": str(venv),
+            "DPDL_DATA_MIRROR": mirror,
+            "DPDL_OFFLINE": "1",
+            "HOME": str(tmp_path / "home"),
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        }
+    )
+    where = subprocess.run(
+        [str(python), "-c", "import dpdl; print(dpdl.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(venv_site), f"the venv imports another dpdl: {where}"
-    result = subprocess.run([str(release / BINDER_FOLDER / "postBuild")], cwd=release, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [str(release / BINDER_FOLDER / "postBuild")], cwd=release, env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     data = venv / "share" / "dpdl-data"
     assert (data / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()

@@ -61,8 +61,24 @@ def test_a_command_that_finds_a_package_missing_says_what_to_install(monkeypatch
 
 # What a student's `pip install dpdl` has: torch and friends, but not the instructor tools. The parser (every
 # `--help`) must need none of these, nor torch: commands import what they need when they run.
-THIRD_PARTY = ("torch", "numpy", "nbformat", "nbclient", "nbval", "jupyter_client", "ipykernel", "pytest",
-               "tqdm", "matplotlib", "sphinx", "myst_nb", "playwright", "psutil", "jsonschema", "IPython")
+THIRD_PARTY = (
+    "torch",
+    "numpy",
+    "nbformat",
+    "nbclient",
+    "nbval",
+    "jupyter_client",
+    "ipykernel",
+    "pytest",
+    "tqdm",
+    "matplotlib",
+    "sphinx",
+    "myst_nb",
+    "playwright",
+    "psutil",
+    "jsonschema",
+    "IPython",
+)
 
 
 def test_every_help_works_without_any_third_party_package():

@@ -34,7 +34,9 @@ def test_a_notebook_runs_under_the_capability_asked_for_and_a_failure_names_its_
         pytest.skip("this CPU has no AVX2 kernels to switch between")
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
-        nbformat.v4.new_code_cell("import torch\ncapability = torch.backends.cpu.get_cpu_capability()\nprint(capability)"),
+        nbformat.v4.new_code_cell(
+            "import torch\ncapability = torch.backends.cpu.get_cpu_capability()\nprint(capability)"
+        ),
         nbformat.v4.new_code_cell('assert capability == "DEFAULT", capability'),
     ]
     path = tmp_path / "probe.ipynb"

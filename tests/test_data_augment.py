@@ -35,8 +35,9 @@ def test_affine_with_no_change_returns_every_pixel():
 def test_affine_by_90_degrees_turns_the_image_counter_clockwise_as_displayed():
     X = images(B=2, H=6, W=6)
     angle = torch.full((2,), 90.0)
-    torch.testing.assert_close(affine(X, angle, torch.zeros(2, 2), torch.ones(2)), torch.rot90(X, 1, dims=(2, 3)),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        affine(X, angle, torch.zeros(2, 2), torch.ones(2)), torch.rot90(X, 1, dims=(2, 3)), atol=1e-5, rtol=0
+    )
     # the top-left pixel goes to the bottom-left corner
     X = torch.zeros(1, 1, 4, 4)
     X[0, 0, 0, 0] = 1
@@ -116,8 +117,9 @@ def test_random_augmentations_draw_each_image_its_own_way(augmentation):
 
 def test_random_affine_with_zero_ranges_is_the_identity():
     X = images()
-    torch.testing.assert_close(random_affine(X, degrees=0, translate=0, scale=1.0, generator=gen()), X,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        random_affine(X, degrees=0, translate=0, scale=1.0, generator=gen()), X, atol=1e-6, rtol=0
+    )
 
 
 def test_random_affine_only_rotating_keeps_a_centred_disc():
@@ -186,8 +188,12 @@ def test_compose_applies_in_order():
 
 def test_augmentations_run_on_floats_of_any_device_and_dtype():
     X = images(B=3).double()
-    for out in (random_affine(X, generator=gen()), random_resized_crop(X, generator=gen()),
-                gaussian_noise(X, generator=gen()), random_erasing(X, generator=gen())):
+    for out in (
+        random_affine(X, generator=gen()),
+        random_resized_crop(X, generator=gen()),
+        gaussian_noise(X, generator=gen()),
+        random_erasing(X, generator=gen()),
+    ):
         assert out.dtype == torch.float64
 
 

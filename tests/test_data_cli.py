@@ -90,14 +90,17 @@ def test_fetch_reports_a_checksum_failure_and_exits_1(world, capsys):
     assert not (world.cache / "toy" / "a.bin").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("fetch",), "name the datasets to fetch"),
-    (("verify",), "name the datasets to verify"),
-    (("fetch", "toy", "--all"), "not both"),
-    (("fetch", "tyo"), "Did you mean 'toy'?"),
-    (("verify", "nothing"), "no dataset called 'nothing'"),
-    (("path", "tyo"), "Did you mean 'toy'?"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("fetch",), "name the datasets to fetch"),
+        (("verify",), "name the datasets to verify"),
+        (("fetch", "toy", "--all"), "not both"),
+        (("fetch", "tyo"), "Did you mean 'toy'?"),
+        (("verify", "nothing"), "no dataset called 'nothing'"),
+        (("path", "tyo"), "Did you mean 'toy'?"),
+    ],
+)
 def test_usage_errors_exit_2_with_a_message(world, capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err and out == ""

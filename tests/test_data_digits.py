@@ -56,7 +56,9 @@ def test_sample_is_a_64x64_colour_image_of_dark_ink_on_light_paper(digit):
     ink_fraction = (grey < 128).mean()
     assert 0.04 < ink_fraction < 0.3, f"{ink_fraction:.1%} of the pixels are ink"
     colour = pixels(path)
-    assert np.abs(colour[..., 0] - colour[..., 2]).mean() > 3, "like a photo it has colour (cream paper, blue or black ink)"
+    assert np.abs(colour[..., 0] - colour[..., 2]).mean() > 3, (
+        "like a photo it has colour (cream paper, blue or black ink)"
+    )
 
 
 def test_draw_digit_is_repeatable_and_depends_on_digit_and_seed():

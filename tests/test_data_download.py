@@ -206,9 +206,11 @@ def make_zip(path: Path, members: dict[str, bytes]) -> Path:
 def test_zip_recipe_extracts_each_requested_member(tmp_path):
     archive = make_zip(tmp_path / "set.zip", {"set/a.jpg": b"A" * 10, "set/b.jpg": b"B" * 20, "set/c.txt": b"C"})
     source = Source("set.zip", "zip", (archive.as_uri(),), None, None, "hash unknown")
-    specs = [FileSpec("set/a.jpg", sha(b"A" * 10), 10, source.urls, "set.zip"),
-             FileSpec("renamed/b.jpg", sha(b"B" * 20), 20, source.urls, "set.zip", member="set/b.jpg"),
-             FileSpec("set/missing.jpg", sha(b""), 0, source.urls, "set.zip")]
+    specs = [
+        FileSpec("set/a.jpg", sha(b"A" * 10), 10, source.urls, "set.zip"),
+        FileSpec("renamed/b.jpg", sha(b"B" * 20), 20, source.urls, "set.zip", member="set/b.jpg"),
+        FileSpec("set/missing.jpg", sha(b""), 0, source.urls, "set.zip"),
+    ]
     produced = produce(source, specs, tmp_path / "work")
     assert set(produced) == {"set/a.jpg", "renamed/b.jpg"}
     assert produced["renamed/b.jpg"].read_bytes() == b"B" * 20
@@ -236,8 +238,11 @@ _word = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(_word.map(lambda w: (w + " 0.1 -2.5e-05\n").encode()), min_size=1, max_size=40),
-       keep=st.integers(1, 50), final_newline=st.booleans())
+@given(
+    lines=st.lists(_word.map(lambda w: (w + " 0.1 -2.5e-05\n").encode()), min_size=1, max_size=40),
+    keep=st.integers(1, 50),
+    final_newline=st.booleans(),
+)
 def test_zip_head_keeps_exactly_the_first_lines_verbatim(tmp_path_factory, lines, keep, final_newline):
     tmp = tmp_path_factory.mktemp("glove")
     member = b"".join(lines) if final_newline else b"".join(lines)[:-1]
@@ -259,7 +264,7 @@ def test_zip_head_without_its_member_yields_nothing(tmp_path):
 
 # --- recipe "aclimdb_subset" (IMDB) --------------------------------------------------------------
 
-SPECIAL = ['a comma, inside', 'a "quoted" word', "two\nlines", "<br /><br />html breaks", "ünïcödé ✓"]
+SPECIAL = ["a comma, inside", 'a "quoted" word', "two\nlines", "<br /><br />html breaks", "ünïcödé ✓"]
 
 
 def fake_aclimdb(root: Path, per_split: int = 6) -> dict[str, str]:
@@ -326,8 +331,12 @@ def test_imdb_subset_depends_only_on_the_pool_not_on_reading_order(tmp_path_fact
 def test_imdb_pool_is_train_first_then_numeric_id(tmp_path):
     # With per_label equal to the pool size, sample() returns a permutation; which one depends on
     # the pool's order, so sorting 10 before 9 (text order) would give a different list.
-    reviews = {f"aclImdb/{split}/{label}/{i}_{rating}.txt": f"{split} {label} {i}"
-               for split in ("test", "train") for label, rating in (("pos", 8), ("neg", 2)) for i in (10, 9, 100)}
+    reviews = {
+        f"aclImdb/{split}/{label}/{i}_{rating}.txt": f"{split} {label} {i}"
+        for split in ("test", "train")
+        for label, rating in (("pos", 8), ("neg", 2))
+        for i in (10, 9, 100)
+    }
     rows = imdb_subset(reviews, per_label=6, seed=7)
 
     def order(key):  # the MANIFEST's rule, written out independently
@@ -373,10 +382,13 @@ def test_aclimdb_recipe_is_deterministic_from_the_tarball(tmp_path):
     fake_aclimdb(tmp_path / "tree")
     tar_it(tmp_path / "tree", tmp_path / "aclImdb_v1.tar.gz")
     params = {"seed": 42, "per_label": 3, "csv": "imdb/s.csv", "sources_list": "imdb/s.sources.txt"}
-    source = Source("aclImdb_v1.tar.gz", "aclimdb_subset", ((tmp_path / "aclImdb_v1.tar.gz").as_uri(),), None, None,
-                    "n", params)
-    specs = [FileSpec("imdb/s.csv", "0" * 64, 0, source.urls, source.key),
-             FileSpec("imdb/s.sources.txt", "0" * 64, 0, source.urls, source.key)]
+    source = Source(
+        "aclImdb_v1.tar.gz", "aclimdb_subset", ((tmp_path / "aclImdb_v1.tar.gz").as_uri(),), None, None, "n", params
+    )
+    specs = [
+        FileSpec("imdb/s.csv", "0" * 64, 0, source.urls, source.key),
+        FileSpec("imdb/s.sources.txt", "0" * 64, 0, source.urls, source.key),
+    ]
     first = {k: p.read_bytes() for k, p in produce(source, specs, tmp_path / "w1").items()}
     second = {k: p.read_bytes() for k, p in produce(source, specs, tmp_path / "w2").items()}
     assert first == second

@@ -14,14 +14,14 @@ import pytest
 
 from dpdl.data import cli, registry, store
 from dpdl.data.download import imdb_subset, write_imdb_subset
-
-pytestmark = pytest.mark.integration
 from tests.conftest import MIRROR
 
+pytestmark = pytest.mark.integration
 
 if MIRROR is None:
-    pytest.skip("no data mirror: set DPDL_DATA_MIRROR or put the datasets in ../shared/datasets",
-                allow_module_level=True)
+    pytest.skip(
+        "no data mirror: set DPDL_DATA_MIRROR or put the datasets in ../shared/datasets", allow_module_level=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,12 @@ def test_the_imdb_procedure_reproduces_the_subset_byte_for_byte(tmp_path):
     with open(MIRROR / "imdb" / "imdb_10k.csv", encoding="utf-8", newline="") as f:
         texts = [row[0] for row in list(csv.reader(f))[1:]]
     keys = [line.split("\t")[0] for line in (MIRROR / "imdb" / "imdb_10k.sources.txt").read_text().splitlines()]
-    reviews = {f"aclImdb/{split}/{label}/{i}_0.txt": "placeholder"
-               for split in ("train", "test") for label in ("pos", "neg") for i in range(12_500)}
+    reviews = {
+        f"aclImdb/{split}/{label}/{i}_0.txt": "placeholder"
+        for split in ("train", "test")
+        for label in ("pos", "neg")
+        for i in range(12_500)
+    }
     for key, text in zip(keys, texts):
         split, label, name = key.split("/")[1:]
         del reviews[f"aclImdb/{split}/{label}/{name.split('_')[0]}_0.txt"]

@@ -18,8 +18,19 @@ from dpdl.data.registry import RegistryError, UnknownDatasetError
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("DPDL_DATA_MIRROR", "").split(os.pathsep)[0] or REPO.parent / "shared" / "datasets")
-NAMES = ["mnist", "fashion_mnist", "hymenoptera", "nietzsche", "glove", "imdb", "resnet18_imagenet",
-         "efficientnet_lite0_imagenet", "iris", "digits", "diabetes"]
+NAMES = [
+    "mnist",
+    "fashion_mnist",
+    "hymenoptera",
+    "nietzsche",
+    "glove",
+    "imdb",
+    "resnet18_imagenet",
+    "efficientnet_lite0_imagenet",
+    "iris",
+    "digits",
+    "diabetes",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +61,9 @@ def test_registry_matches_the_mirror_sha256sums():
     for line in sums_file.read_text().splitlines():
         digest, path = line.split(maxsplit=1)
         sums[path.lstrip("*")] = digest
-    in_registry = {spec.path: spec for entry in registry.entries() for spec in entry.files
-                   if entry.name != "resnet18_imagenet"}
+    in_registry = {
+        spec.path: spec for entry in registry.entries() for spec in entry.files if entry.name != "resnet18_imagenet"
+    }
     assert {path: spec.sha256 for path, spec in in_registry.items()} == sums
     for path, spec in in_registry.items():
         assert (MIRROR / path).stat().st_size == spec.size, path
@@ -170,9 +182,16 @@ def test_an_edited_registry_is_reloaded(tmp_path, monkeypatch):
 
 
 def _entry(name, **changes):
-    entry = {"name": name, "title": "T", "description": "D", "provider": "files", "licence": "MIT",
-             "citation": "C", "labs": [1], "files": [{"path": "d/a.txt", "size": 1, "sha256": "a" * 64,
-                                                      "urls": ["https://example.org/a.txt"]}]}
+    entry = {
+        "name": name,
+        "title": "T",
+        "description": "D",
+        "provider": "files",
+        "licence": "MIT",
+        "citation": "C",
+        "labs": [1],
+        "files": [{"path": "d/a.txt", "size": 1, "sha256": "a" * 64, "urls": ["https://example.org/a.txt"]}],
+    }
     entry.update(changes)
     return {k: v for k, v in entry.items() if v is not None}
 
@@ -207,8 +226,16 @@ BAD = [
     ([_entry("x", sources={"z": {**ZIP, "recipe": "rar"}})], "recipe must be one of"),
     ([_entry("x", sources={"z": {**ZIP, "note": ""}}, files=[_from("z")])], "a 'note' must say why"),
     ([_entry("x", sources={"z": ZIP})], "used by no file"),
-    ([_entry("x", sources={"z": {**ZIP, "recipe": "zip_head", "member": "m", "lines": 2}},
-             files=[_from("z", "a"), _from("z", "b")])], "exactly one file"),
+    (
+        [
+            _entry(
+                "x",
+                sources={"z": {**ZIP, "recipe": "zip_head", "member": "m", "lines": 2}},
+                files=[_from("z", "a"), _from("z", "b")],
+            )
+        ],
+        "exactly one file",
+    ),
     ([_entry("x", sources={"z": {**ZIP, "recipe": "zip_head"}}, files=[_from("z")])], "needs member, lines"),
     ([_entry("x", sources={"z": IMDB}, files=[_from("z")])], "exactly its csv and sources_list"),
 ]

@@ -42,8 +42,17 @@ class World:
         monkeypatch.setattr(download, "RETRY_BACKOFF_S", 0.0)
 
     def _entry(self, name, provider="files", optional=False, **extra) -> dict:
-        entry = {"name": name, "title": name.title(), "description": f"the {name} set", "provider": provider,
-                 "licence": "MIT", "citation": "Someone, 2024.", "labs": [1], "optional": optional, **extra}
+        entry = {
+            "name": name,
+            "title": name.title(),
+            "description": f"the {name} set",
+            "provider": provider,
+            "licence": "MIT",
+            "citation": "Someone, 2024.",
+            "labs": [1],
+            "optional": optional,
+            **extra,
+        }
         self.entries.append(entry)
         self.save()
         return entry
@@ -448,8 +457,9 @@ def test_the_default_cache_follows_xdg_cache_home(monkeypatch, tmp_path):
     assert store.cache_dir() == tmp_path / "home" / ".cache" / "dpdl"
 
 
-@pytest.mark.parametrize("platform, expected", [("darwin", ("Library", "Caches", "dpdl")),
-                                                ("win32", ("AppData", "Local", "dpdl", "Cache"))])
+@pytest.mark.parametrize(
+    "platform, expected", [("darwin", ("Library", "Caches", "dpdl")), ("win32", ("AppData", "Local", "dpdl", "Cache"))]
+)
 def test_the_default_cache_on_macos_and_windows(monkeypatch, tmp_path, platform, expected):
     monkeypatch.delenv("DPDL_DATA_DIR", raising=False)
     monkeypatch.delenv("LOCALAPPDATA", raising=False)

@@ -174,7 +174,17 @@ def test_imdb_rejects_fractions_that_leave_no_training_data(kwargs, message):
 
 def test_tokenize_lowercases_drops_line_breaks_and_splits_punctuation():
     assert tokenize("Don't go!<br /><br />It's 10/10, isn't it?") == [
-        "don't", "go", "!", "it's", "10", "/", "10", ",", "isn't", "it", "?"
+        "don't",
+        "go",
+        "!",
+        "it's",
+        "10",
+        "/",
+        "10",
+        ",",
+        "isn't",
+        "it",
+        "?",
     ]
     assert tokenize("Café au lait...") == ["café", "au", "lait", ".", ".", "."]
     with pytest.raises(TypeError, match="one str"):

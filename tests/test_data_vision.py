@@ -15,16 +15,15 @@ from dpdl.data.vision import (
     IMAGENET_STD,
     MNIST_MEAN,
     MNIST_STD,
+    Photos,
     fashion_mnist,
     fashion_mnist_tensors,
-    Photos,
     hymenoptera,
     hymenoptera_photos,
     hymenoptera_transform,
     mnist,
     mnist_tensors,
 )
-
 
 # MNIST's published class counts (LeCun et al.), train and test.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -206,7 +205,9 @@ def test_hymenoptera_transform_sizes_scale_with_image_size():
     for split in ("train", "val"):
         assert hymenoptera_transform(split, 96)(image).shape == (3, 96, 96)
     red = hymenoptera_transform("val", 64)(image)[:, 0, 0]
-    torch.testing.assert_close(red, (torch.tensor([1.0, 0, 0]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))
+    torch.testing.assert_close(
+        red, (torch.tensor([1.0, 0, 0]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    )
 
 
 def test_hymenoptera_transform_takes_another_networks_statistics():

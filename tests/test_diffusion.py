@@ -189,7 +189,9 @@ def test_train_runs_the_given_loss_and_callback_then_loads_the_average(monkeypat
         seen_batches.append(x0)
         return diffusion.flow_matching_loss(model, x0)
 
-    losses = diffusion.train(model, recipe, loss_fn=loss_fn, callback=lambda step, m: seen_steps.append(step), callback_every=3)
+    losses = diffusion.train(
+        model, recipe, loss_fn=loss_fn, callback=lambda step, m: seen_steps.append(step), callback_every=3
+    )
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
     assert seen_steps == [0, 3, 6]
     assert all(x.shape == (16, 1, 28, 28) and x.min() >= -1 and x.max() <= 1 for x in seen_batches)

@@ -29,7 +29,9 @@ def test_unset_or_empty_leaves_the_default(monkeypatch, value):
 
 def test_anything_else_is_an_error_saying_what_to_write(monkeypatch):
     monkeypatch.setenv("DPDL_TEST_FLAG", "maybe")
-    with pytest.raises(ValueError, match=r"DPDL_TEST_FLAG='maybe' is not understood; set it to 1 \(fast\) or 0 \(slow\)"):
+    with pytest.raises(
+        ValueError, match=r"DPDL_TEST_FLAG='maybe' is not understood; set it to 1 \(fast\) or 0 \(slow\)"
+    ):
         flag("DPDL_TEST_FLAG", on="fast", off="slow")
 
 

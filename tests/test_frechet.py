@@ -50,7 +50,11 @@ def test_gaussian_statistics_are_computed_in_float64_from_float32_features():
 
 @pytest.mark.parametrize(
     "features, message",
-    [(torch.zeros(5), r"shape \(N, D\)"), (torch.zeros(1, 3), "at least 2 examples"), (torch.full((3, 2), math.nan), "NaN")],
+    [
+        (torch.zeros(5), r"shape \(N, D\)"),
+        (torch.zeros(1, 3), "at least 2 examples"),
+        (torch.full((3, 2), math.nan), "NaN"),
+    ],
 )
 def test_gaussian_statistics_reject_bad_features_with_a_reason(features, message):
     with pytest.raises(ValueError, match=message):
@@ -161,7 +165,10 @@ def test_the_distance_accepts_numpy_arrays_and_lists():
         ((torch.zeros(2), torch.eye(3), torch.zeros(2), torch.eye(2)), r"cov_a must be \(2, 2\)"),
         ((torch.zeros(2, 1), torch.eye(2), torch.zeros(2), torch.eye(2)), "mean_a must be a vector"),
         ((torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.zeros(2), torch.eye(2)), "not symmetric"),
-        ((torch.zeros(2), torch.eye(2), torch.zeros(2), torch.diag(torch.tensor([1.0, -1.0]))), "cov_b is not positive semi-definite"),
+        (
+            (torch.zeros(2), torch.eye(2), torch.zeros(2), torch.diag(torch.tensor([1.0, -1.0]))),
+            "cov_b is not positive semi-definite",
+        ),
         ((torch.zeros(2), torch.eye(2) * math.inf, torch.zeros(2), torch.eye(2)), "NaN or infinite"),
     ],
 )
@@ -194,7 +201,9 @@ def test_features_are_the_penultimate_layer_and_leave_the_mode_alone():
 def test_features_scale_uint8_digits_like_float_ones():
     classifier = BetterCNN().eval()
     digits = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(frechet.features(classifier, digits), frechet.features(classifier, digits.float().div(255).unsqueeze(1)))
+    torch.testing.assert_close(
+        frechet.features(classifier, digits), frechet.features(classifier, digits.float().div(255).unsqueeze(1))
+    )
 
 
 @pytest.mark.parametrize(

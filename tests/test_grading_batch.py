@@ -26,8 +26,7 @@ from hypothesis import strategies as st
 
 from dpdl import grading
 from dpdl.grading import grade, submission_bytes
-from dpdl.grading.batch import BatchOutput, Record, merge_outputs, parse_shard, read_records, records_dir, shard
-from dpdl.notebooks.cells import cell_points, cell_role, graded_cells
+from dpdl.grading.batch import BatchOutput, Record, parse_shard, read_records, records_dir, shard
 from dpdl.grading.cli import register
 from dpdl.grading.merge import SubmissionError, read_submission
 from dpdl.grading.report import (
@@ -38,6 +37,7 @@ from dpdl.grading.report import (
     write_atomically,
     written_answers_markdown,
 )
+from dpdl.notebooks.cells import cell_points, cell_role, graded_cells
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import MSE_SOLUTION, REFERENCE, with_answers, write
 
@@ -73,8 +73,14 @@ def _with_cell_field(cell_index, key, value):
 
 # name -> (how to make it in a folder, the start of the invalid row's reason)
 MALFORMED = {
-    "deep.ipynb": (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "not a notebook: the JSON is nested too deeply"),
-    "deep_object.ipynb": (lambda p: p.write_text('{"a":' * 50_000 + "1" + "}" * 50_000), "not a notebook: the JSON is nested too deeply"),
+    "deep.ipynb": (
+        lambda p: p.write_text("[" * 100_000 + "]" * 100_000),
+        "not a notebook: the JSON is nested too deeply",
+    ),
+    "deep_object.ipynb": (
+        lambda p: p.write_text('{"a":' * 50_000 + "1" + "}" * 50_000),
+        "not a notebook: the JSON is nested too deeply",
+    ),
     "bigint.ipynb": (
         lambda p: p.write_text('{"cells": [], "nbformat": ' + "9" * 5000 + "}"),
         "not a notebook: the JSON holds a value no notebook has (Exceeds the limit",
@@ -88,10 +94,16 @@ MALFORMED = {
         lambda p: p.write_text(_with_cell_field(3, "metadata", ["dpdl"])),
         "the notebook is damaged: cell 3 has metadata that is not an object",
     ),
-    "no_cell_type.ipynb": (lambda p: p.write_text(_with_cell_field(3, "cell_type", None)), "the notebook is damaged: cell 3 has no cell_type"),
+    "no_cell_type.ipynb": (
+        lambda p: p.write_text(_with_cell_field(3, "cell_type", None)),
+        "the notebook is damaged: cell 3 has no cell_type",
+    ),
     "fifo.ipynb": (lambda p: os.mkfifo(p), "not a notebook: the submission is a named pipe (FIFO)"),
     "link_to_reference.ipynb": (lambda p: p.symlink_to(REFERENCE), "not a notebook: the submission is a symbolic link"),
-    "link_to_passwd.ipynb": (lambda p: p.symlink_to("/etc/passwd"), "not a notebook: the submission is a symbolic link"),
+    "link_to_passwd.ipynb": (
+        lambda p: p.symlink_to("/etc/passwd"),
+        "not a notebook: the submission is a symbolic link",
+    ),
     "folder.ipynb": (lambda p: p.mkdir(), "not a notebook: the submission is a directory"),
 }
 
@@ -118,7 +130,11 @@ def test_each_malformed_file_gets_an_invalid_row_with_its_reason(malformed):
 def test_the_command_writes_a_row_for_every_hostile_file_and_leaks_nothing(malformed, tmp_path, capsys):
     out = tmp_path / "marks" / "marks.csv"
     before = _fingerprints([REFERENCE, *malformed.iterdir()])
-    code = _in_thread(lambda: _main(["grade", "--reference", str(REFERENCE), "--out", str(out), *map(str, sorted(malformed.iterdir()))]))
+    code = _in_thread(
+        lambda: _main(
+            ["grade", "--reference", str(REFERENCE), "--out", str(out), *map(str, sorted(malformed.iterdir()))]
+        )
+    )
     assert code == 0
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert sorted(Path(row["submission"]).name for row in rows) == sorted(MALFORMED)
@@ -159,16 +175,30 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
-CELL = st.fixed_dictionaries(
-    {},
-    optional={
-        "cell_type": st.sampled_from(["code", "markdown", "raw"]) | JSON,
-        "source": st.text(max_size=30) | st.lists(st.text(max_size=10) | JSON, max_size=3) | JSON,
-        "metadata": st.fixed_dictionaries({}, optional={"dpdl": st.fixed_dictionaries(
-            {}, optional={"id": st.sampled_from(["mse", "softmax", "step", "check_mse", "why_max"]) | JSON, "role": JSON}
-        ) | JSON}) | JSON,
-    },
-) | JSON
+CELL = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "cell_type": st.sampled_from(["code", "markdown", "raw"]) | JSON,
+            "source": st.text(max_size=30) | st.lists(st.text(max_size=10) | JSON, max_size=3) | JSON,
+            "metadata": st.fixed_dictionaries(
+                {},
+                optional={
+                    "dpdl": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "id": st.sampled_from(["mse", "softmax", "step", "check_mse", "why_max"]) | JSON,
+                            "role": JSON,
+                        },
+                    )
+                    | JSON
+                },
+            )
+            | JSON,
+        },
+    )
+    | JSON
+)
 
 
 READ_ONLY_REFERENCE = exercise.reference()  # read_submission only reads it
@@ -189,7 +219,7 @@ def test_reading_any_json_either_gives_answers_or_says_why_not(cells, extra):
 
 # --- safe output ----------------------------------------------------------------------------------------
 
-FORMULAS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+FORMULAS = ['=HYPERLINK("http://evil","x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
 
 
 @pytest.mark.parametrize("text", FORMULAS)
@@ -207,7 +237,9 @@ def test_a_submission_named_like_a_formula_is_neutralised_on_the_command_line(tm
     assert Path("marks.csv").read_text().splitlines()[1].startswith(f"'=1+1.ipynb,0,{MAX_POINTS},invalid")
 
 
-HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)> [click](javascript:alert(3)) ![i](http://e/t.png) | `x`'
+HOSTILE = (
+    "<script>alert(1)</script><img src=x onerror=alert(2)> [click](javascript:alert(3)) ![i](http://e/t.png) | `x`"
+)
 
 
 def _hostile_result():
@@ -309,7 +341,9 @@ def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_res
     before = _fingerprints([reference, *paths])
     out = tmp_path / "out" / "marks.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DPDL_PROGRESS": "0"}
-    grader = subprocess.Popen(_grade_command(reference, out, paths), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    grader = subprocess.Popen(
+        _grade_command(reference, out, paths), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     records = records_dir(out)
     deadline = time.monotonic() + 240
     while len(list(records.glob("*.json"))) < 1 and time.monotonic() < deadline and grader.poll() is None:
@@ -332,7 +366,9 @@ def test_killing_the_grader_loses_no_finished_row_and_resume_grades_only_the_res
         assert row["status"] == "graded" and row["total"] in {str(full_marks), str(MSE_POINTS)}
     first_record = {path: path.stat().st_mtime_ns for path in records.glob("*.json")}
 
-    done = subprocess.run(_grade_command(reference, out, paths, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _grade_command(reference, out, paths, "--resume"), env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert f"--resume: {len(kept)} of 3 submissions already graded with this reference" in done.stdout
     assert done.stdout.count("graded [") == 3 - len(kept)
@@ -349,7 +385,13 @@ def test_sigterm_ends_the_running_notebooks_and_exits_130_with_whole_rows(tmp_pa
     paths = _solved_copies(tmp_path / "submissions", 4)
     out = tmp_path / "out" / "marks.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DPDL_PROGRESS": "0"}
-    grader = subprocess.Popen(_grade_command(plain_reference[0], out, paths, "--workers", "2"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    grader = subprocess.Popen(
+        _grade_command(plain_reference[0], out, paths, "--workers", "2"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not list(records_dir(out).glob("*.json")) and time.monotonic() < deadline and grader.poll() is None:
         time.sleep(0.05)
@@ -433,7 +475,19 @@ def test_shards_merge_into_the_marks_of_one_run(malformed, tmp_path):
     whole_feedback = {p.name: p.read_text() for p in (tmp_path / "whole" / "marks_feedback").iterdir()}
     assert {p.name: p.read_text() for p in (tmp_path / "merged_feedback").iterdir()} == whole_feedback
     again = tmp_path / "again.csv"
-    assert _main(["grade", "merge", str(again), str(tmp_path / "shard1"), str(tmp_path / "shard2" / "marks_records"), str(tmp_path / "shard3")]) == 0
+    assert (
+        _main(
+            [
+                "grade",
+                "merge",
+                str(again),
+                str(tmp_path / "shard1"),
+                str(tmp_path / "shard2" / "marks_records"),
+                str(tmp_path / "shard3"),
+            ]
+        )
+        == 0
+    )
     assert again.read_text() == merged.read_text(), "a shard may also be named by its folder or records folder"
 
 
@@ -441,12 +495,42 @@ def test_merge_refuses_mixed_references_and_duplicates(malformed, tmp_path, caps
     paths = sorted(str(path) for path in malformed.iterdir())
     other_reference = tmp_path / "reference_v2.ipynb"
     other_reference.write_text(json.dumps(_reference_json(), indent=2), encoding="utf-8")  # same notebook, other bytes
-    assert _main(["grade", "--reference", str(REFERENCE), "--out", str(tmp_path / "a" / "m.csv"), "--shard", "1/2", *paths]) == 0
-    assert _main(["grade", "--reference", str(other_reference), "--out", str(tmp_path / "b" / "m.csv"), "--shard", "2/2", *paths]) == 0
-    assert _main(["grade", "--reference", str(REFERENCE), "--out", str(tmp_path / "c" / "m.csv"), "--shard", "1/2", *paths]) == 0
-    assert _main(["grade", "merge", str(tmp_path / "x.csv"), str(tmp_path / "a" / "m.csv"), str(tmp_path / "b" / "m.csv")]) == 2
+    assert (
+        _main(
+            ["grade", "--reference", str(REFERENCE), "--out", str(tmp_path / "a" / "m.csv"), "--shard", "1/2", *paths]
+        )
+        == 0
+    )
+    assert (
+        _main(
+            [
+                "grade",
+                "--reference",
+                str(other_reference),
+                "--out",
+                str(tmp_path / "b" / "m.csv"),
+                "--shard",
+                "2/2",
+                *paths,
+            ]
+        )
+        == 0
+    )
+    assert (
+        _main(
+            ["grade", "--reference", str(REFERENCE), "--out", str(tmp_path / "c" / "m.csv"), "--shard", "1/2", *paths]
+        )
+        == 0
+    )
+    assert (
+        _main(["grade", "merge", str(tmp_path / "x.csv"), str(tmp_path / "a" / "m.csv"), str(tmp_path / "b" / "m.csv")])
+        == 2
+    )
     assert "graded against different references" in capsys.readouterr().err
-    assert _main(["grade", "merge", str(tmp_path / "x.csv"), str(tmp_path / "a" / "m.csv"), str(tmp_path / "c" / "m.csv")]) == 2
+    assert (
+        _main(["grade", "merge", str(tmp_path / "x.csv"), str(tmp_path / "a" / "m.csv"), str(tmp_path / "c" / "m.csv")])
+        == 2
+    )
     assert "graded in more than one shard" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
     assert _main(["grade", "merge", str(tmp_path / "a" / "m.csv"), str(tmp_path / "a" / "m.csv")]) == 2

@@ -13,7 +13,6 @@ from dpdl.grading.report import CheckResult, GradeResult, feedback_markdown, fee
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, REFERENCE, with_answers, write
 
-
 # A submission whose answer kills the process that runs nbval (the kernel's parent): possible only without
 # the sandbox (in one, the parent is the sandbox's init, which ignores it; tests/test_grading_sandbox.py).
 KILL_GRADER = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
@@ -67,14 +66,16 @@ def test_grading_a_batch_writes_marks_and_feedback_and_asks_to_rerun_errors(tmp_
     ]  # fmt: skip
     alice_feedback = (feedback / "alice__lab1_exercise.md").read_text(encoding="utf-8")
     assert "**2 / 8 points**" in alice_feedback
-    assert ("| `check_softmax` | 0 / 3 | failed: NotImplementedError: softmax: Softmax over the last axis, stable "
-            "for large logits |") in alice_feedback
+    assert (
+        "| `check_softmax` | 0 / 3 | failed: NotImplementedError: softmax: Softmax over the last axis, stable "
+        "for large logits |"
+    ) in alice_feedback
     written = (feedback / "written_answers.md").read_text(encoding="utf-8")
     assert f"### {alice}\n\n```text\nOverflow | of exp.\n```" in written
     assert f"### {bob}\n\n_(no answer)_" in written
     printed = capsys.readouterr()
     assert "empty.ipynb: 0/8 invalid (the file is empty)" in printed.out and f"wrote {out}" in printed.out
-    assert f"1 submission(s) could not be run (status error); run the same command with --resume" in printed.err
+    assert "1 submission(s) could not be run (status error); run the same command with --resume" in printed.err
     assert printed.err.rstrip().endswith(str(killer))
 
 
@@ -88,7 +89,9 @@ def test_without_nbval_grading_stops_before_the_batch(monkeypatch, capsys, tmp_p
 
 
 def test_a_missing_reference_is_a_usage_error(tmp_path, capsys):
-    code = _main(["grade", "--reference", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path / "m.csv"), str(REFERENCE)])
+    code = _main(
+        ["grade", "--reference", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path / "m.csv"), str(REFERENCE)]
+    )
     assert code == 2
     assert "reference notebook not found" in capsys.readouterr().err
     assert not (tmp_path / "m.csv").exists()
@@ -107,7 +110,9 @@ def test_a_reference_with_bad_metadata_is_a_usage_error_listing_the_problems(tmp
 
 
 def test_a_reference_that_is_no_notebook_is_a_usage_error(capsys, tmp_path):
-    code = _main(["grade", "--reference", str(FIXTURES / "script.ipynb"), "--out", str(tmp_path / "m.csv"), str(REFERENCE)])
+    code = _main(
+        ["grade", "--reference", str(FIXTURES / "script.ipynb"), "--out", str(tmp_path / "m.csv"), str(REFERENCE)]
+    )
     assert code == 2
     assert "not a notebook" in capsys.readouterr().err
 

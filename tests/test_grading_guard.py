@@ -13,10 +13,8 @@ import types
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell
 
 from dpdl.grading import grade_submission, guard
-from dpdl.notebooks.cells import cell_id, cell_role, graded_cells
 from dpdl.grading.guard import (
     GUARD_KEY,
     METADATA_KEY,
@@ -31,6 +29,7 @@ from dpdl.grading.guard import (
 )
 from dpdl.grading.merge import IGNORE_OUTPUT_TAG, merge
 from dpdl.grading.runner import CellOutcome
+from dpdl.notebooks.cells import cell_id, cell_role, graded_cells
 from tests.fixtures.grading import exercise
 from tests.fixtures.hostile import reference as hostile
 
@@ -97,7 +96,11 @@ def test_a_replaced_builtin_fails_even_though_the_verifier_uses_builtins(verify)
         error = raised
     finally:
         builtins.len, builtins.isinstance = saved
-    assert error is not None and "builtins.len was replaced" in str(error) and "builtins.isinstance was replaced" in str(error)
+    assert (
+        error is not None
+        and "builtins.len was replaced" in str(error)
+        and "builtins.isinstance was replaced" in str(error)
+    )
 
 
 def test_a_trace_function_fails(verify):
@@ -149,7 +152,11 @@ def _functions_reachable_from(verifier):
     found, todo = {}, [verifier]
     while todo:
         item = todo.pop()
-        if isinstance(item, types.FunctionType) and id(item) not in found and item.__code__.co_filename == guard.__file__:
+        if (
+            isinstance(item, types.FunctionType)
+            and id(item) not in found
+            and item.__code__.co_filename == guard.__file__
+        ):
             found[id(item)] = item
             for cell in item.__closure__ or ():
                 try:
@@ -199,7 +206,9 @@ def test_merge_installs_the_guard_before_the_first_answer_and_verifies_before_ev
             assert IGNORE_OUTPUT_TAG not in before.metadata.get("tags", []), "its printed line is compared"
             assert before.outputs[0]["text"] == verify_output(cell_id(cell))
     assert len(_guard_cells(merged, "verify")) == len(graded_cells(reference)) == 4
-    assert merge(reference, {}, guard=False).cells == [cell for cell in merged.cells if METADATA_KEY not in cell.metadata]
+    assert merge(reference, {}, guard=False).cells == [
+        cell for cell in merged.cells if METADATA_KEY not in cell.metadata
+    ]
 
 
 def test_verify_cells_protect_setup_names_the_check_reads_and_builtins_it_calls():
@@ -287,8 +296,7 @@ def test_an_attack_on_the_guard_itself_is_not_stopped_in_the_kernel_but_is_flagg
     values channel and the sandbox protect the marks; the scan still puts the submission up for review."""
     kind, source = hostile.attacks()["replace_math_isclose"]
     source += (
-        "\nimport sys\n"
-        f"sys.modules[{GUARD_KEY!r}] = lambda check_id, *args: print(f'{PREFIX}ok before {{check_id}}')\n"
+        f"\nimport sys\nsys.modules[{GUARD_KEY!r}] = lambda check_id, *args: print(f'{PREFIX}ok before {{check_id}}')\n"
     )
     result = _grade(tmp_path, hostile.submission(kind, source), kind)
     assert any("sys.modules" in flag for flag in result.review), result.review

@@ -32,7 +32,10 @@ def test_a_kernel_that_died_or_never_answered_is_started_again(nbval_kernel, err
     fake = FlakyKernelStart(failures=2, error=error)
     nbval_kernel.start_new_kernel = fake
     assert retry_kernel_starts(attempts=3)
-    assert nbval_kernel.start_new_kernel(kernel_name="python3", cwd="x")[2:] == ((), {"kernel_name": "python3", "cwd": "x"})
+    assert nbval_kernel.start_new_kernel(kernel_name="python3", cwd="x")[2:] == (
+        (),
+        {"kernel_name": "python3", "cwd": "x"},
+    )
     assert fake.calls == 3
 
 

@@ -9,6 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
+from dpdl.grading.guard import METADATA_KEY as GUARD_METADATA_KEY
+from dpdl.grading.merge import (
+    IGNORE_OUTPUT_TAG,
+    MAX_SUBMISSION_BYTES,
+    STUB_SOURCE,
+    SubmissionError,
+    merge,
+    parse_notebook,
+    read_submission,
+)
 from dpdl.notebooks.cells import (
     ReferenceNotebookError,
     answer_cells,
@@ -22,16 +32,6 @@ from dpdl.notebooks.cells import (
     max_points,
     validate_reference,
     written_cells,
-)
-from dpdl.grading.guard import METADATA_KEY as GUARD_METADATA_KEY
-from dpdl.grading.merge import (
-    IGNORE_OUTPUT_TAG,
-    MAX_SUBMISSION_BYTES,
-    STUB_SOURCE,
-    SubmissionError,
-    merge,
-    parse_notebook,
-    read_submission,
 )
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, REFERENCE
@@ -134,7 +134,10 @@ def _no_checks(nb):
         (_set("mse", weight=2), "unknown keys ['weight']"),
         (_unmark_answer, "holds a '### BEGIN SOLUTION' block but is not an answer cell"),
         (_source("check_mse", "# NBVAL_SKIP\nassert True"), "marked NBVAL_SKIP"),
-        (_source("check_mse", "# NBVAL_RAISES_EXCEPTION\nmean_squared_error(1, 2)"), "passes when the student's stub raises"),
+        (
+            _source("check_mse", "# NBVAL_RAISES_EXCEPTION\nmean_squared_error(1, 2)"),
+            "passes when the student's stub raises",
+        ),
         (_unexecute, "check cell 'check_step' was never executed"),
         (_no_checks, "no check cells"),
     ],

@@ -9,9 +9,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from dpdl.grading import grade, grade_submission
-from dpdl.notebooks.cells import cell_role
 from dpdl.grading.report import feedback_markdown
 from dpdl.grading.runner import CellOutcome, _read_results, run_nbval
+from dpdl.notebooks.cells import cell_role
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import FIXTURES, MSE_SOLUTION, SOFTMAX_SOLUTION, with_answers, write
 
@@ -52,13 +52,16 @@ SPECIAL_CASED_SOFTMAX = """def softmax(logits):
 # Defeats every in-kernel assert, then answers wrongly: the values recorded for the hidden check give it away.
 PATCHED_ALLCLOSE = "np.allclose = lambda *args, **kwargs: True\n" + UNIFORM_SOFTMAX
 # Writes the values file itself: made-up values, and names twice.
-FORGED_VALUES = UNIFORM_SOFTMAX + """
+FORGED_VALUES = (
+    UNIFORM_SOFTMAX
+    + """
 import json, os
 if os.environ.get("DPDL_GRADE_VALUES"):
     with open(os.environ["DPDL_GRADE_VALUES"], "a") as file:
         for name in ["probabilities", "shifted by 100"] * 2:
             value = {"kind": "array", "shape": [4, 5], "bool": False, "data": ["0.2"] * 20}
             file.write(json.dumps({"check": "hidden_softmax", "name": name, "value": value, "rtol": 1e9, "atol": 1e9}) + "\\n")"""
+)
 
 # name -> (notebook to write, or an existing file; expected total; expected status)
 CASES = {
@@ -74,8 +77,16 @@ CASES = {
     "special_cased": (lambda: with_answers(exercise.reference(), softmax=SPECIAL_CASED_SOFTMAX), 6, "graded"),
     "forged_values": (lambda: with_answers(exercise.reference(), softmax=FORGED_VALUES), 3, "graded"),
     "loop": (lambda: with_answers(exercise.reference(), step="while True:\n    pass"), 7, "graded"),
-    "exception": (lambda: with_answers(exercise.reference(), softmax='raise ValueError("my softmax is broken")'), 3, "graded"),
-    "huge_output": (lambda: with_answers(exercise.reference(), mse=MSE_SOLUTION + '\nprint("x" * 50_000_000)'), 8, "graded"),
+    "exception": (
+        lambda: with_answers(exercise.reference(), softmax='raise ValueError("my softmax is broken")'),
+        3,
+        "graded",
+    ),
+    "huge_output": (
+        lambda: with_answers(exercise.reference(), mse=MSE_SOLUTION + '\nprint("x" * 50_000_000)'),
+        8,
+        "graded",
+    ),
     "kernel_crash": (lambda: with_answers(exercise.reference(), step="import os\nos._exit(1)"), 7, "graded"),
     "broken_json": (FIXTURES / "broken_json.ipynb", 0, "invalid"),
     "image": (FIXTURES / "image.ipynb", 0, "invalid"),
@@ -139,8 +150,10 @@ def test_the_reference_earns_full_marks_and_keeps_its_written_answer(batch):
 def test_the_untouched_student_copy_earns_zero_and_says_why(batch):
     result = batch["results"]["student"]
     messages = {check.id: check.message for check in result.checks}
-    assert messages["check_mse"] == ("NotImplementedError: mean_squared_error: Mean of the squared differences "
-                                     "between predictions y_hat and targets y")
+    assert messages["check_mse"] == (
+        "NotImplementedError: mean_squared_error: Mean of the squared differences "
+        "between predictions y_hat and targets y"
+    )
     assert messages["check_step"].startswith("AssertionError: after one step w should be [0.7, 1.0]")
     assert result.reason == "failed: check_mse, check_softmax, hidden_softmax, check_step"
     assert result.written == {"why_max": ""}
@@ -305,7 +318,6 @@ def test_results_of_a_killed_run_are_read_up_to_the_cut(tmp_path):
     assert setup_error == ""
 
 
-
 def test_a_kernel_that_never_started_is_told_apart_from_failing_cells(tmp_path):
     path = tmp_path / "cells.jsonl"
     records = [{"cell": i, "when": "setup", "passed": False, "message": "RuntimeError: no kernel"} for i in range(3)]
@@ -329,8 +341,9 @@ def test_kernels_graded_side_by_side_share_the_cores(monkeypatch):
 
 
 def test_the_kernel_gets_the_thread_cap_unless_the_user_set_one(monkeypatch):
-    nb = new_notebook(cells=[new_code_cell(
-        "import os\nassert os.environ['OMP_NUM_THREADS'] == os.environ['MKL_NUM_THREADS'] == '3'")])
+    nb = new_notebook(
+        cells=[new_code_cell("import os\nassert os.environ['OMP_NUM_THREADS'] == os.environ['MKL_NUM_THREADS'] == '3'")]
+    )
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert run_nbval(nb, cell_timeout=CELL_TIMEOUT, threads=3).cells[0].passed
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

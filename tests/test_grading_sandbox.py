@@ -15,7 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-import nbformat
 import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -24,7 +23,6 @@ from dpdl.grading import grade, grade_submission, load_reference, reference_valu
 from dpdl.grading.cli import register
 from dpdl.grading.report import UNSANDBOXED
 from dpdl.grading.runner import run_nbval
-from dpdl.grading.verdict import MAX_VALUES_BYTES
 from dpdl.grading.sandbox import (
     FIRST_UID,
     KernelSandbox,
@@ -34,6 +32,7 @@ from dpdl.grading.sandbox import (
     require_sandbox,
     sandbox_unavailable_reason,
 )
+from dpdl.grading.verdict import MAX_VALUES_BYTES
 from tests.fixtures.grading import exercise
 from tests.fixtures.grading.exercise import MSE_SOLUTION, REFERENCE, with_answers, write
 
@@ -255,11 +254,15 @@ def host_port():
 def attacked(tmp_path_factory, host_port):
     """Every attack graded in one batch with two workers through `dpdl grade`, beside honest submissions."""
     folder = tmp_path_factory.mktemp("course")
-    reference = write(with_answers(exercise.reference(), mse=f"{MSE_SOLUTION}\n# {REF_SECRET}"), folder / f"ref_{RUN}.ipynb")
+    reference = write(
+        with_answers(exercise.reference(), mse=f"{MSE_SOLUTION}\n# {REF_SECRET}"), folder / f"ref_{RUN}.ipynb"
+    )
     load_reference(reference)  # still a valid reference
     submissions = folder / "submissions"
     submissions.mkdir()
-    other = write(with_answers(exercise.reference(), mse=f"{MSE_SOLUTION}\n# {OTHER_SECRET}"), submissions / f"other_{RUN}.ipynb")
+    other = write(
+        with_answers(exercise.reference(), mse=f"{MSE_SOLUTION}\n# {OTHER_SECRET}"), submissions / f"other_{RUN}.ipynb"
+    )
     out = folder / "out" / "marks.csv"
     out.parent.mkdir()
     (out.parent / "earlier.csv").write_text("submission,total\n", encoding="utf-8")
@@ -278,7 +281,10 @@ def attacked(tmp_path_factory, host_port):
         "kill_everything": KILL_EVERYTHING,
         "memory": MEMORY,
     }
-    paths = {name: write(with_answers(exercise.reference(), step=code), submissions / f"{name}.ipynb") for name, code in attacks.items()}
+    paths = {
+        name: write(with_answers(exercise.reference(), step=code), submissions / f"{name}.ipynb")
+        for name, code in attacks.items()
+    }
     paths["honest"] = write(exercise.reference(), submissions / "honest.ipynb")
     paths["other"] = other
     inputs = [reference, *paths.values(), out.parent / "earlier.csv"]
@@ -350,7 +356,9 @@ def test_answer_code_runs_as_an_unprivileged_uid_without_capabilities(attacked):
 
 def test_only_the_sandbox_s_own_processes_are_visible(attacked):
     report = _report(attacked["results"]["search"])
-    assert report["pids"][0] == 1 and len(report["pids"]) <= 4, report["pids"]  # bwrap's init, the kernel, its threads' helpers
+    assert report["pids"][0] == 1 and len(report["pids"]) <= 4, report[
+        "pids"
+    ]  # bwrap's init, the kernel, its threads' helpers
 
 
 def test_inputs_the_dataset_mirror_the_package_and_the_output_folder_cannot_be_written(attacked):
@@ -436,7 +444,9 @@ def test_disk_file_size_and_the_shared_directory_are_limited():
         "outcomes = [fill('.', 1, 24 * 2**20), fill('.', 100, 8 * 2**20), fill(shared, 100, 8 * 2**20)]\n"
         "raise RuntimeError(repr(outcomes))"
     )
-    run = run_nbval(new_notebook(cells=[new_code_cell(cell)]), cell_timeout=60, limits=Limits(disk=64 * 2**20, file_size=16 * 2**20))
+    run = run_nbval(
+        new_notebook(cells=[new_code_cell(cell)]), cell_timeout=60, limits=Limits(disk=64 * 2**20, file_size=16 * 2**20)
+    )
     big, disk, shared = eval(run.cells[0].message.removeprefix("RuntimeError: "))
     assert big == "EFBIG after 0"  # one file over --file-size
     assert disk.startswith("ENOSPC after ") and int(disk.split()[-1]) <= 8  # 64 MB of tmpfs: at most 8 files of 8 MB
@@ -444,7 +454,9 @@ def test_disk_file_size_and_the_shared_directory_are_limited():
         assert shared.startswith("ENOSPC after ") and int(shared.split()[-1]) <= 2, shared
 
 
-VALUES_CELL = "import os\nwith open(os.environ['DPDL_GRADE_VALUES'], 'a') as file:\n    file.write('{\"check\": \"c\"}\\n')\n"
+VALUES_CELL = (
+    "import os\nwith open(os.environ['DPDL_GRADE_VALUES'], 'a') as file:\n    file.write('{\"check\": \"c\"}\\n')\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -510,7 +522,10 @@ def test_a_bubblewrap_that_cannot_make_namespaces_is_refused_with_its_own_words(
     for tool in ("prlimit", "setpriv", "true"):
         if shutil.which(tool, path="/usr/bin:/bin"):
             (no_bwrap_on_path / tool).symlink_to(shutil.which(tool, path="/usr/bin:/bin"))
-    assert sandbox_unavailable_reason() == "bubblewrap cannot create a sandbox here (bwrap: No permissions to create new namespace)"
+    assert (
+        sandbox_unavailable_reason()
+        == "bubblewrap cannot create a sandbox here (bwrap: No permissions to create new namespace)"
+    )
     with pytest.raises(SandboxUnavailable, match="enable|allow"):
         require_sandbox()
 
@@ -523,7 +538,16 @@ def test_off_linux_grading_refuses(monkeypatch):
 def test_no_sandbox_grades_with_a_warning_and_flags_every_row(no_bwrap_on_path, tmp_path, capsys):
     solved = write(exercise.reference(), tmp_path / "solved.ipynb")
     out = tmp_path / "marks.csv"
-    argv = ["grade", "--reference", str(REFERENCE), "--out", str(out), "--no-sandbox", str(solved), str(tmp_path / "missing.ipynb")]
+    argv = [
+        "grade",
+        "--reference",
+        str(REFERENCE),
+        "--out",
+        str(out),
+        "--no-sandbox",
+        str(solved),
+        str(tmp_path / "missing.ipynb"),
+    ]
     assert _main(argv) == 0
     assert "warning: --no-sandbox" in capsys.readouterr().err
     results = grade(REFERENCE, [solved, tmp_path / "missing.ipynb"], sandbox=False)
@@ -535,7 +559,9 @@ def test_no_sandbox_grades_with_a_warning_and_flags_every_row(no_bwrap_on_path, 
 # --- pure parts ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, size", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GB", 3 * 2**29), ("2GiB", 2**31), ("100", 100)])
+@pytest.mark.parametrize(
+    "text, size", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GB", 3 * 2**29), ("2GiB", 2**31), ("100", 100)]
+)
 def test_sizes_are_read_like_people_write_them(text, size):
     assert parse_size(text) == size
 

@@ -5,8 +5,8 @@ import glob
 import nbformat
 import pytest
 
-from dpdl.notebooks.cells import answer_cells, cell_source
 from dpdl.grading.scan import scan_answers, scan_source
+from dpdl.notebooks.cells import answer_cells, cell_source
 from tests.fixtures.hostile import reference as hostile
 
 EXERCISES = sorted(glob.glob("exercises/lab*/lab*_exercise.ipynb"))

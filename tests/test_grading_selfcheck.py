@@ -154,7 +154,10 @@ def test_an_answer_cell_turned_into_markdown_is_a_problem():
     del cell["outputs"], cell["execution_count"]
     review = review_of(nb)
     assert review.answers == ["mse", "step"]
-    assert any("answer cell `softmax` has been turned into a markdown cell" in p and "press Esc then Y" in p for p in review.problems)
+    assert any(
+        "answer cell `softmax` has been turned into a markdown cell" in p and "press Esc then Y" in p
+        for p in review.problems
+    )
 
 
 def test_an_answer_id_lost_or_damaged_is_a_problem_naming_the_cell():
@@ -261,7 +264,12 @@ def test_an_untouched_fixture_scores_zero_and_names_the_failing_asserts(tmp_path
 
 
 def test_a_cell_past_its_timeout_fails_and_the_rest_still_runs(tmp_path, capsys):
-    nb = with_answers(exercise.student(), mse="import time\nwhile True:\n    time.sleep(0.1)", softmax=SOFTMAX_SOLUTION, step=STEP_SOLUTION)
+    nb = with_answers(
+        exercise.student(),
+        mse="import time\nwhile True:\n    time.sleep(0.1)",
+        softmax=SOFTMAX_SOLUTION,
+        step=STEP_SOLUTION,
+    )
     code, out = check(write(nb, tmp_path / "slow.ipynb"), capsys, "--cell-timeout", "3")
     assert code == FAILED
     assert "[1/3] check_mse ... failed: NameError" in out

@@ -68,7 +68,10 @@ def test_values_within_the_references_tolerance_pass_and_others_fail_saying_wher
     [
         ([], "no value recorded for 'w'"),
         ([Record("c", "w", encode(1.0), 0, 0)] * 2, "'w' was recorded 2 times"),
-        ([Record("c", "w", encode(1.0), 0, 0), Record("c", "extra", encode(1.0), 0, 0)], "recorded values this check does not make: 'extra'"),
+        (
+            [Record("c", "w", encode(1.0), 0, 0), Record("c", "extra", encode(1.0), 0, 0)],
+            "recorded values this check does not make: 'extra'",
+        ),
         ([Record("c", "w", encode("1.0"), 0, 0)], "'w': expected a number, got plain value"),
         ([Record("c", "w", encode(float("nan")), 0, 0)], "'w': value outside the tolerance"),
         ([Record("other", "w", encode(1.0), 0, 0)], "no value recorded for 'w'"),
@@ -89,7 +92,13 @@ def test_nan_matches_only_nan_and_infinities_only_themselves():
 def test_hostile_values_files_are_read_without_raising():
     nested = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
     big_int = json.dumps({"check": "c", "name": "w", "value": 1, "rtol": "9" * 5000, "atol": 0}).encode()
-    lines = [nested, big_int, b"\xff\xfe not json", b'{"check": 1, "name": "w", "value": 0, "rtol": 0, "atol": 0}', b"[]"]
+    lines = [
+        nested,
+        big_int,
+        b"\xff\xfe not json",
+        b'{"check": 1, "name": "w", "value": 0, "rtol": 0, "atol": 0}',
+        b"[]",
+    ]
     good = json.dumps({"check": "c", "name": "w", "value": encode(1.0), "rtol": 0, "atol": 0}).encode()
     records, bad = parse_records(b"\n".join(lines + [good]))
     assert bad == len(lines) - 1 or bad == len(lines)  # the big-int line either parses to inf or is refused

@@ -14,8 +14,8 @@ import nbformat
 import pytest
 
 from dpdl.grading import grade_submission, load_reference, reference_values
-from dpdl.notebooks.cells import answer_cells, cell_id, cell_points, cell_source, check_cells, hidden_cells
 from dpdl.notebooks.build import build_student_copy
+from dpdl.notebooks.cells import answer_cells, cell_id, cell_points, cell_source, check_cells, hidden_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = sorted(ROOT.glob("exercises/lab*/lab*_exercise.ipynb"))
@@ -72,7 +72,9 @@ def graded(request, tmp_path_factory):
     # One torch thread a kernel: pytest-xdist runs two of these side by side on CI's two cores.
     options = {"threads": 1, "cell_timeout": 600.0, "timeout": 1200.0}
     expected = reference_values(reference, **options)
-    results = {path.stem: grade_submission(path, reference, expected=expected, **options) for path in (tuned, untouched)}
+    results = {
+        path.stem: grade_submission(path, reference, expected=expected, **options) for path in (tuned, untouched)
+    }
     return {"reference": reference, "expected": expected, **results}
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dpdl"
 
-# Lowest first; a part may import its own layer's parts and those below, never above. A part not listed
-# (a module added since) counts as layer 2, so that it is checked at once; list it where it belongs.
-DEFAULT_LAYER = 2
+# Lowest first; a part may import its own layer's parts and those below, never above. Every part is listed:
+# a new module fails test_every_part_has_a_layer until it is placed here (and in DEVELOPERS.md).
 LAYERS = [
     ["dpdl._checks", "dpdl.flags", "dpdl.device", "dpdl.repro", "dpdl.progress"],
-    ["dpdl.autodiff", "dpdl.relax", "dpdl.losses", "dpdl.data", "dpdl.notebooks"],
-    ["dpdl.models", "dpdl.train", "dpdl.plot", "dpdl.grading", "dpdl.binder", "dpdl.frechet", "dpdl.vae", "dpdl.gan",
-     "dpdl.diffusion"],
+    ["dpdl.autodiff", "dpdl.relax", "dpdl.losses", "dpdl.ssl", "dpdl.data", "dpdl.notebooks", "dpdl.plot"],
+    ["dpdl.train", "dpdl.grading", "dpdl.binder"],
+    ["dpdl.models"],
+    ["dpdl.diffusion", "dpdl.frechet", "dpdl.gan", "dpdl.vae"],
     ["dpdl.doctor", "dpdl.release", "dpdl.site"],
     ["dpdl", "dpdl.cli", "dpdl.__main__"],
 ]
@@ -49,8 +49,13 @@ def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = module_name(path)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
-               for child in node.body for n in ast.walk(child)}
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for child in node.body
+        for n in ast.walk(child)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -118,7 +123,12 @@ def layer_of(part: str) -> int:
     for number, layer in enumerate(LAYERS):
         if part in layer:
             return number
-    return DEFAULT_LAYER
+    raise KeyError(f"{part} has no layer: add it to LAYERS in tests/test_import_graph.py and to DEVELOPERS.md")
+
+
+def test_every_part_has_a_layer():
+    unlisted = sorted(set(part_graph()) - {part for layer in LAYERS for part in layer})
+    assert not unlisted, f"parts with no layer (add them to LAYERS and DEVELOPERS.md): {unlisted}"
 
 
 def test_the_graph_is_read_from_the_source():
@@ -135,8 +145,10 @@ def test_no_two_parts_of_dpdl_import_each_other():
 def test_no_module_import_cycle_inside_a_part_either():
     graph = module_graph()
     # A package's __init__ re-exporting its modules is not a cycle of ideas: leave those edges out.
-    inner = {m: {t for t in targets if not (graph.get(t) is not None and t == m.rpartition(".")[0])}
-             for m, targets in graph.items()}
+    inner = {
+        m: {t for t in targets if not (graph.get(t) is not None and t == m.rpartition(".")[0])}
+        for m, targets in graph.items()
+    }
     assert cycles(inner) == []
 
 

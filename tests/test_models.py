@@ -302,7 +302,7 @@ def test_pretrained_is_imported_on_first_use_and_bound_as_the_function(monkeypat
 def test_missing_pretrained_module_is_a_clear_attribute_error(monkeypatch, no_bound_pretrained):
     monkeypatch.setitem(sys.modules, dpdl.models._PRETRAINED_MODULE, None)  # import of it fails
     with pytest.raises(AttributeError, match="dpdl.models.pretrained is not available"):
-        dpdl.models.pretrained
+        _ = dpdl.models.pretrained
     assert "pretrained" in dir(dpdl.models)
 
 
@@ -312,9 +312,9 @@ def test_a_missing_dependency_of_pretrained_keeps_its_own_error(monkeypatch, no_
 
     monkeypatch.setattr(dpdl.models.importlib, "import_module", import_module)
     with pytest.raises(ModuleNotFoundError, match="efficientnet_lite_pytorch"):
-        dpdl.models.pretrained
+        _ = dpdl.models.pretrained
 
 
 def test_unknown_attribute_of_dpdl_models_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'ResNet'"):
-        dpdl.models.ResNet
+        _ = dpdl.models.ResNet

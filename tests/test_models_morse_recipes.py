@@ -18,8 +18,10 @@ from dpdl.models.morse_recipes import (
 from dpdl.models.seq2seq_lstm import Seq2SeqLSTM
 from dpdl.models.transformer import Seq2SeqTransformer
 
-TEXT = ("The sun is up. A cat sat on the mat. Dogs bark at night, owls hoot. We read and write. "
-        "Big red boxes hold old maps. Six fish swim. Ten men ran to the bay. She sells sea shells.") * 3
+TEXT = (
+    "The sun is up. A cat sat on the mat. Dogs bark at night, owls hoot. We read and write. "
+    "Big red boxes hold old maps. Six fish swim. Ten men ran to the bay. She sells sea shells."
+) * 3
 
 
 def tiny_data():

@@ -111,8 +111,11 @@ def test_features_of_a_resnet_are_its_512_pooled_numbers(offline_env):
 
 @pytest.mark.parametrize(
     "X, batch_size, message",
-    [(torch.zeros(3, 32, 32), 16, r"add the batch dimension"), (torch.zeros(2, 1, 32, 32), 16, r"\(N, 3, H, W\)"),
-     (torch.zeros(2, 3, 32, 32), 0, "batch_size must be a positive int")],
+    [
+        (torch.zeros(3, 32, 32), 16, r"add the batch dimension"),
+        (torch.zeros(2, 1, 32, 32), 16, r"\(N, 3, H, W\)"),
+        (torch.zeros(2, 3, 32, 32), 0, "batch_size must be a positive int"),
+    ],
 )
 def test_features_reject_what_is_not_a_batch_of_rgb_images(lite0, X, batch_size, message):
     with pytest.raises(ValueError, match=message):

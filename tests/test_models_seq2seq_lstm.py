@@ -120,14 +120,25 @@ def trained():
     model = Seq2SeqLSTM(10, 10, embedding_dim=16, hidden_size=64)
     X, y = copy_task(600)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    train_loader = DataLoader(TensorDataset(X, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    train_loader = DataLoader(
+        TensorDataset(X, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     val_loader = DataLoader(TensorDataset(*copy_task(100, seed=1)), batch_size=256)
 
     def loss_fn(logits, tgt_out):
         return nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
 
-    history = fit(model, optimizer, loss_fn, train_loader, epochs=15, val_loader=val_loader, step=teacher_forcing(PAD),
-                  device="cpu", progress=False)
+    history = fit(
+        model,
+        optimizer,
+        loss_fn,
+        train_loader,
+        epochs=15,
+        val_loader=val_loader,
+        step=teacher_forcing(PAD),
+        device="cpu",
+        progress=False,
+    )
     return model, history
 
 

@@ -166,9 +166,17 @@ def trained():
     torch.manual_seed(0)
     model = small_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    history = fit(model, optimizer, loss_ignoring_padding, loader(copy_task(600), 32, seed=0), epochs=12,
-                  val_loader=loader(copy_task(100, seed=1), 256), step=teacher_forcing(PAD), device="cpu",
-                  progress=False)
+    history = fit(
+        model,
+        optimizer,
+        loss_ignoring_padding,
+        loader(copy_task(600), 32, seed=0),
+        epochs=12,
+        val_loader=loader(copy_task(100, seed=1), 256),
+        step=teacher_forcing(PAD),
+        device="cpu",
+        progress=False,
+    )
     return model, history
 
 

@@ -34,8 +34,12 @@ CHECKED = REPO_NOTEBOOKS or [FIXTURE]
 def test_discovery_finds_the_labs_folder_and_every_notebook_in_it():
     assert (ROOT / "labs").is_dir(), f"labs/ is missing from the repository root {ROOT}"
     found = {path.resolve() for path in discover_notebooks(ROOT) + discover_notebooks(ROOT, students=True)}
-    on_disk = {path.resolve() for folder in NOTEBOOK_FOLDERS for path in (ROOT / folder).rglob("*.ipynb")
-               if ".ipynb_checkpoints" not in path.parts}
+    on_disk = {
+        path.resolve()
+        for folder in NOTEBOOK_FOLDERS
+        for path in (ROOT / folder).rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in path.parts
+    }
     assert found == on_disk
 
 
@@ -68,6 +72,7 @@ def _index_of(nb, text: str) -> int:
 def _set_source(text: str, new: str):
     def change(nb):
         nb.cells[_index_of(nb, text)].source = new
+
     return change
 
 
@@ -138,15 +143,24 @@ def _kernel(nb):
     [
         (_swap_title_for_code, "cell 0: the first cell must be the markdown title cell"),
         (_set_source("Open In Colab", "# A title without a badge"), "cell 0: the title cell has no Colab badge"),
-        (_set_source("Open In Colab", "[![Open In Colab](x.svg)](https://colab.research.google.com/github/"
-                                      f"{REPO}/blob/main/labs/lab1/lab1_other.ipynb)"),
-         f"cell 0: the Colab badge opens https://colab.research.google.com/github/{REPO}/blob/main/labs/"),
-        (_install_from_elsewhere, "cell 1: installs dpdl from github.com/someone-else/dpdl, not from the public "
-                                  f"repository {REPO}"),
-        (_without_guard, "cell 1: the install cell has no `if \"google.colab\" in sys.modules:` guard"),
+        (
+            _set_source(
+                "Open In Colab",
+                "[![Open In Colab](x.svg)](https://colab.research.google.com/github/"
+                f"{REPO}/blob/main/labs/lab1/lab1_other.ipynb)",
+            ),
+            f"cell 0: the Colab badge opens https://colab.research.google.com/github/{REPO}/blob/main/labs/",
+        ),
+        (
+            _install_from_elsewhere,
+            f"cell 1: installs dpdl from github.com/someone-else/dpdl, not from the public repository {REPO}",
+        ),
+        (_without_guard, 'cell 1: the install cell has no `if "google.colab" in sys.modules:` guard'),
         (_pip_outside_guard, "cell 1, line 5: `!pip install numpy` installs outside Colab too"),
-        (_set_source("google.colab", 'import sys\nif "google.colab" in sys.modules:\n    pass'),
-         "cell 1: the Colab guard installs nothing"),
+        (
+            _set_source("google.colab", 'import sys\nif "google.colab" in sys.modules:\n    pass'),
+            "cell 1: the Colab guard installs nothing",
+        ),
         (_renumber, "cell 4: has execution count 7, expected 3"),
         (_no_outputs, "the notebook has no outputs"),
         (_set_source("plt.plot", "plt.plot(history);"), "ends with ';' to hide its value; assign it to `_`"),
@@ -154,12 +168,16 @@ def _kernel(nb):
         (_colab_metadata, "cell 2: metadata holds Colab/editor clutter or timings (executionInfo)"),
         (_widget_output, "cell 2: an output is a widget"),
         (_kernel, "kernelspec name is 'conda-env-dpdl-py', not 'python3'"),
-        (_set_source("seed_everything(0)", "import torch\nimport dpdl\ndevice = dpdl.device()"),
-         "cell 7: trains before any seed_everything(...) call"),
+        (
+            _set_source("seed_everything(0)", "import torch\nimport dpdl\ndevice = dpdl.device()"),
+            "cell 7: trains before any seed_everything(...) call",
+        ),
         (_set_source("final loss", "w = torch.zeros(1).cuda()"), "calls .cuda(), which fails without an NVIDIA GPU"),
         (_svg_output, "has image/svg+xml output; figures are PNG"),
-        (_set_source("1 / (1 + torch.exp(-x))", "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return x"),
-         "without a matching '### END SOLUTION'"),
+        (
+            _set_source("1 / (1 + torch.exp(-x))", "def sigmoid(x):\n    ### BEGIN SOLUTION\n    return x"),
+            "without a matching '### END SOLUTION'",
+        ),
         (_unmarked_error, "the committed output is an error"),
         (_untagged_raise, "starts with `# NBVAL_RAISES_EXCEPTION` but lacks the `raises-exception` cell tag"),
         (_tag_without_comment, "tagged `raises-exception` without `# NBVAL_RAISES_EXCEPTION`"),
@@ -248,5 +266,7 @@ def test_exercise_sources_must_be_gradable_references(lab):
     assert check_notebook(exercise) == []
 
     _edit(exercise, lambda nb: nb.cells[_index_of(nb, "### BEGIN SOLUTION")].metadata.pop("dpdl"))
-    assert any("holds a '### BEGIN SOLUTION' block but is not an answer cell" in problem
-               for problem in check_notebook(exercise))
+    assert any(
+        "holds a '### BEGIN SOLUTION' block but is not an answer cell" in problem
+        for problem in check_notebook(exercise)
+    )

@@ -31,7 +31,6 @@ from dpdl.notebooks import (
     title_cell,
 )
 from dpdl.notebooks import cli as notebooks_cli
-from dpdl.notebooks.cells import ANSWER_PLACEHOLDER, STUB_COMMENT
 from dpdl.notebooks.build import (
     STUB_MESSAGE,
     EditedCopyError,
@@ -43,6 +42,7 @@ from dpdl.notebooks.build import (
     stub_source,
     write_student_copy,
 )
+from dpdl.notebooks.cells import ANSWER_PLACEHOLDER, STUB_COMMENT
 
 FIXTURE = Path(__file__).parent / "fixtures" / "notebooks" / "lab_conventional.ipynb"
 RELATIVE = "labs/lab1/lab1_demo.ipynb"
@@ -77,19 +77,30 @@ def _demo_notebook(root: Path) -> nbformat.NotebookNode:
         "print(round(2 ** 0.5, 3))", execution_count=3, outputs=[new_output("stream", name="stdout", text="1.414\n")]
     )
     failing = new_code_cell(
-        "# NBVAL_RAISES_EXCEPTION\nsoftplus('x')", execution_count=4,
-        outputs=[new_output("error", ename="TypeError", evalue="bad operand",
-                            traceback=["frame quoting    return torch.log1p(torch.exp(x))", "TypeError: bad operand"])],
+        "# NBVAL_RAISES_EXCEPTION\nsoftplus('x')",
+        execution_count=4,
+        outputs=[
+            new_output(
+                "error",
+                ename="TypeError",
+                evalue="bad operand",
+                traceback=["frame quoting    return torch.log1p(torch.exp(x))", "TypeError: bad operand"],
+            )
+        ],
     )
-    return new_notebook(cells=[
-        title_cell(root / RELATIVE, "Lab 1: softplus", "What it teaches."),
-        new_code_cell(INSTALL_CELL, execution_count=1),
-        solution,
-        reference,
-        new_markdown_cell("Why is softplus smooth (∂ everywhere)?\n\n"
-                          "BEGIN ANSWER\nIt is a sum of exponentials.\nEND ANSWER\n\nThanks."),
-        failing,
-    ])
+    return new_notebook(
+        cells=[
+            title_cell(root / RELATIVE, "Lab 1: softplus", "What it teaches."),
+            new_code_cell(INSTALL_CELL, execution_count=1),
+            solution,
+            reference,
+            new_markdown_cell(
+                "Why is softplus smooth (∂ everywhere)?\n\n"
+                "BEGIN ANSWER\nIt is a sum of exponentials.\nEND ANSWER\n\nThanks."
+            ),
+            failing,
+        ]
+    )
 
 
 @pytest.fixture
@@ -103,28 +114,44 @@ def test_solution_block_becomes_stub_at_its_indentation_naming_its_function_and_
         "    ### END SOLUTION\n\n### BEGIN SOLUTION\nz = f(1)\n### END SOLUTION\nprint(z)"
     )
     assert stub_source(source, "code") == (
-        "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError(\"f: write the body of f() (hint: use torch.exp)\")"
-        f"\n\n# YOUR CODE HERE\nraise NotImplementedError(\"{STUB_MESSAGE}\")\nprint(z)"
+        'def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError("f: write the body of f() (hint: use torch.exp)")'
+        f'\n\n# YOUR CODE HERE\nraise NotImplementedError("{STUB_MESSAGE}")\nprint(z)'
     )
 
 
 @pytest.mark.parametrize(
     ("source", "cell_id", "message"),
     [
-        ('def truncated_svd(A, k):\n    """Return the best rank-k approximation of A.\n\n    More text."""\n'
-         "    ### BEGIN SOLUTION\n    U, S, Vh = torch.linalg.svd(A)\n    ### END SOLUTION",
-         "ex1-svd", "truncated_svd: Return the best rank-k approximation of A"),
-        ('class Net:\n    def forward(self, X):\n        """X (B, D) -> logits (B, C), from the\n        hidden layer.\n'
-         '        Second sentence."""\n        ### BEGIN SOLUTION hint: use self.fc\n        return X\n'
-         "        ### END SOLUTION",
-         None, "Net.forward: X (B, D) -> logits (B, C), from the hidden layer (hint: use self.fc)"),
-        ("def f(x):\n    ### BEGIN SOLUTION\n    \"\"\"A docstring inside the solution is never used.\"\"\"\n"
-         "    return x\n    ### END SOLUTION", None, "f: write the body of f()"),
+        (
+            'def truncated_svd(A, k):\n    """Return the best rank-k approximation of A.\n\n    More text."""\n'
+            "    ### BEGIN SOLUTION\n    U, S, Vh = torch.linalg.svd(A)\n    ### END SOLUTION",
+            "ex1-svd",
+            "truncated_svd: Return the best rank-k approximation of A",
+        ),
+        (
+            'class Net:\n    def forward(self, X):\n        """X (B, D) -> logits (B, C), from the\n        hidden layer.\n'
+            '        Second sentence."""\n        ### BEGIN SOLUTION hint: use self.fc\n        return X\n'
+            "        ### END SOLUTION",
+            None,
+            "Net.forward: X (B, D) -> logits (B, C), from the hidden layer (hint: use self.fc)",
+        ),
+        (
+            'def f(x):\n    ### BEGIN SOLUTION\n    """A docstring inside the solution is never used."""\n'
+            "    return x\n    ### END SOLUTION",
+            None,
+            "f: write the body of f()",
+        ),
         ("### BEGIN SOLUTION hint: loop over epochs\nx = 1\n### END SOLUTION", "ex-train", "Hint: loop over epochs"),
-        ("results = []  # one accuracy per seed\n### BEGIN SOLUTION\nresults.append(1)\n### END SOLUTION",
-         "ex-runs", "ex-runs: fill `results`: one accuracy per seed"),
-        ("# the least-squares weights,\n# shape (11,)\n### BEGIN SOLUTION\nw = 1\n### END SOLUTION", None,
-         "the least-squares weights, shape (11,)"),
+        (
+            "results = []  # one accuracy per seed\n### BEGIN SOLUTION\nresults.append(1)\n### END SOLUTION",
+            "ex-runs",
+            "ex-runs: fill `results`: one accuracy per seed",
+        ),
+        (
+            "# the least-squares weights,\n# shape (11,)\n### BEGIN SOLUTION\nw = 1\n### END SOLUTION",
+            None,
+            "the least-squares weights, shape (11,)",
+        ),
         ("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION", "ex-step", f"ex-step: {STUB_MESSAGE}"),
     ],
 )
@@ -145,11 +172,18 @@ def test_stub_with_any_hint_is_python_that_raises_the_hint(hint):
 # Plain lines never define a function, start a comment or assign with a comment: the stubs then say the
 # hint or the generic message (the named-task messages are tested above).
 _plain_line = st.text(alphabet="abcxyz =+()1:#'\"", max_size=20).filter(
-    lambda line: "SOLUTION" not in line and "ANSWER" not in line and not line.lstrip().startswith("#")
-    and not ("=" in line and "#" in line))
-_block = st.tuples(st.sampled_from(["", "    ", "        ", "\t"]),
-                   st.lists(st.text(alphabet="abc =1", min_size=1, max_size=10), max_size=4),
-                   st.one_of(st.none(), st.text(alphabet="abc use.", min_size=1, max_size=12).map(str.strip)))
+    lambda line: (
+        "SOLUTION" not in line
+        and "ANSWER" not in line
+        and not line.lstrip().startswith("#")
+        and not ("=" in line and "#" in line)
+    )
+)
+_block = st.tuples(
+    st.sampled_from(["", "    ", "        ", "\t"]),
+    st.lists(st.text(alphabet="abc =1", min_size=1, max_size=10), max_size=4),
+    st.one_of(st.none(), st.text(alphabet="abc use.", min_size=1, max_size=12).map(str.strip)),
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -172,14 +206,18 @@ def test_stubbing_keeps_every_line_outside_blocks_and_drops_every_line_inside(se
 
 
 def test_answer_blocks_in_markdown_become_placeholders():
-    source = ("Q1?\n<!-- BEGIN ANSWER -->\nsecret one\n<!-- END ANSWER -->\n"
-              "Q2?\n  BEGIN ANSWER\n  secret two\n  END ANSWER")
+    source = (
+        "Q1?\n<!-- BEGIN ANSWER -->\nsecret one\n<!-- END ANSWER -->\nQ2?\n  BEGIN ANSWER\n  secret two\n  END ANSWER"
+    )
     assert stub_source(source, "markdown") == f"Q1?\n{ANSWER_PLACEHOLDER}\nQ2?\n  {ANSWER_PLACEHOLDER}"
 
 
 def test_cells_without_markers_are_returned_unchanged():
-    for source, kind in [("x = 1  # the end\nprint(x)", "code"), ("Some *text* with an answer.", "markdown"),
-                         ("### BEGIN SOLUTION", "raw")]:
+    for source, kind in [
+        ("x = 1  # the end\nprint(x)", "code"),
+        ("Some *text* with an answer.", "markdown"),
+        ("### BEGIN SOLUTION", "raw"),
+    ]:
         assert stub_source(source, kind) == source
 
 
@@ -188,8 +226,11 @@ def test_cells_without_markers_are_returned_unchanged():
     [
         ("### BEGIN SOLUTION\nx = 1", "code", "line 1 ('### BEGIN SOLUTION'): '### BEGIN SOLUTION' without a matching"),
         ("x = 1\n### END SOLUTION", "code", "line 2 ('### END SOLUTION'): '### END SOLUTION' without a '### BEGIN"),
-        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n### END SOLUTION", "code",
-         "line 2 ('### BEGIN SOLUTION'): '### BEGIN SOLUTION' inside the solution block opened on line 1"),
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n### END SOLUTION",
+            "code",
+            "line 2 ('### BEGIN SOLUTION'): '### BEGIN SOLUTION' inside the solution block opened on line 1",
+        ),
         ("def f():\n    ### BEGIN SOLUTION\n    pass\n### END SOLUTION", "code", "indented differently"),
         ("# BEGIN SOLUTION\nx = 1\n# END SOLUTION", "code", "looks like a solution marker but is not one"),
         ("### BEGIN SOLUTIONS\nx = 1", "code", "looks like a solution marker"),
@@ -228,7 +269,9 @@ def test_changed_cells_lose_outputs_and_others_keep_them(demo):
     student = build_student_copy(demo)
     solution, reference, answer = student.cells[2], student.cells[3], student.cells[4]
     assert "torch.log1p(torch.exp" not in solution.source
-    assert 'raise NotImplementedError("softplus: write the body of softplus() (hint: use torch.log1p)")' in solution.source
+    assert (
+        'raise NotImplementedError("softplus: write the body of softplus() (hint: use torch.log1p)")' in solution.source
+    )
     assert solution.outputs == [] and solution.execution_count is None
     assert reference.outputs == source.cells[3].outputs and reference.execution_count == 3
     assert student.cells[1] == source.cells[1]
@@ -287,7 +330,8 @@ def test_student_copies_cannot_be_sources(demo):
 
 def test_stale_missing_and_orphaned_copies_are_reported(demo, repo):
     assert stale_student_copies([demo]) == [
-        f"{student_path(demo)}: missing (generate it with `dpdl notebooks build {demo}`)"]
+        f"{student_path(demo)}: missing (generate it with `dpdl notebooks build {demo}`)"
+    ]
     write_student_copy(demo)
     assert stale_student_copies([demo]) == []
     nb = nbformat.read(demo, as_version=4)
@@ -335,8 +379,9 @@ def _student_edits(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_build_never_overwrites_a_copy_a_person_edited_and_check_tells_edited_from_stale(demo, repo, monkeypatch,
-                                                                                         capsys):
+def test_build_never_overwrites_a_copy_a_person_edited_and_check_tells_edited_from_stale(
+    demo, repo, monkeypatch, capsys
+):
     target = write_student_copy(demo)
     assert not is_edited(target)
     edited = _student_edits(target)
@@ -400,8 +445,9 @@ def test_title_and_install_cells_are_the_ones_the_conventions_expect(repo, monke
 
 
 def test_paths_outside_a_repository_or_not_notebooks_give_clear_errors(tmp_path, repo):
-    if not any((folder / marker).exists() for folder in (tmp_path, *tmp_path.parents)
-               for marker in ("pyproject.toml", ".git")):
+    if not any(
+        (folder / marker).exists() for folder in (tmp_path, *tmp_path.parents) for marker in ("pyproject.toml", ".git")
+    ):
         with pytest.raises(FileNotFoundError, match="no repository root"):
             find_repo_root(tmp_path / "lab.ipynb")
     with pytest.raises(ValueError, match="not inside the repository root"):
@@ -439,8 +485,10 @@ def test_public_repo_is_read_from_the_one_setting_with_clear_errors(tmp_path):
 
 def test_student_copy_badge_and_install_cell_point_at_the_given_repository_and_branch(demo):
     student = build_student_copy(demo, repo="my-course/dl-labs", branch="2027")
-    assert ("https://colab.research.google.com/github/my-course/dl-labs/blob/2027/labs/lab1/student/lab1_demo.ipynb"
-            in student.cells[0].source)
+    assert (
+        "https://colab.research.google.com/github/my-course/dl-labs/blob/2027/labs/lab1/student/lab1_demo.ipynb"
+        in student.cells[0].source
+    )
     assert student.cells[1].source == install_source("my-course/dl-labs", "2027")
     assert '%pip install -q "dpdl @ git+https://github.com/my-course/dl-labs@2027"' in student.cells[1].source
     assert REPO not in notebook_bytes(student).decode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections import OrderedDict
@@ -62,12 +61,18 @@ def test_nbval_reads_every_pattern_of_the_sanitize_config():
         ("using cpu", "using cuda:0"),
         ("slept 0.0104 s\n", "slept 0.0213 s\n"),
         ("took 45 ms, then 1.2 µs and 800 ns", "took 3 ms, then 0.9 μs and 2 us"),
-        ("CPU times: user 311 μs, sys: 0 ns, total: 311 μs\nWall time: 8.31 ms\n",
-         "CPU times: user 2.1 ms, sys: 1 ms, total: 3.1 ms\nWall time: 2.5 s\n"),
-        ("1.23 µs ± 4.5 ns per loop (mean ± std. dev. of 7 runs, 1,000,000 loops each)",
-         "16.1 µs ± 80 ns per loop (mean ± std. dev. of 7 runs, 100,000 loops each)"),
-        ("epoch 1: 100%|##########| 10/10 [00:01<00:00,  9.87it/s, loss=0.52]",
-         "epoch 1: 100%|##########| 10/10 [00:03<00:00,  2.91it/s, loss=0.52]"),
+        (
+            "CPU times: user 311 μs, sys: 0 ns, total: 311 μs\nWall time: 8.31 ms\n",
+            "CPU times: user 2.1 ms, sys: 1 ms, total: 3.1 ms\nWall time: 2.5 s\n",
+        ),
+        (
+            "1.23 µs ± 4.5 ns per loop (mean ± std. dev. of 7 runs, 1,000,000 loops each)",
+            "16.1 µs ± 80 ns per loop (mean ± std. dev. of 7 runs, 100,000 loops each)",
+        ),
+        (
+            "epoch 1: 100%|##########| 10/10 [00:01<00:00,  9.87it/s, loss=0.52]",
+            "epoch 1: 100%|##########| 10/10 [00:03<00:00,  2.91it/s, loss=0.52]",
+        ),
         ("17it [00:01, 12.34it/s]", "17it [00:04, 3.10it/s]"),
         ("3.21s/it", "1.50s/it"),
     ],
@@ -91,17 +96,34 @@ def test_sanitizers_leave_real_differences_visible(committed, fresh):
 
 
 def test_clean_notebook_strips_widget_state_colab_metadata_timings_and_widget_views():
-    widget = new_output("display_data", {"application/vnd.jupyter.widget-view+json": {"model_id": "abc"},
-                                         "text/plain": "HBox()"})
+    widget = new_output(
+        "display_data", {"application/vnd.jupyter.widget-view+json": {"model_id": "abc"}, "text/plain": "HBox()"}
+    )
     only_widget = new_output("display_data", {"application/vnd.jupyter.widget-view+json": {"model_id": "d"}})
     cell = new_code_cell("x = 1", execution_count=1, outputs=[widget, only_widget])
-    cell.metadata.update({"colab": {"base_uri": "https://localhost"}, "id": "Xy12", "outputId": "o1",
-                          "executionInfo": {"elapsed": 3}, "execution": {"iopub.status.busy": "2024"},
-                          "dpdl": {"id": "kept"}, "tags": ["kept"]})
-    nb = new_notebook(cells=[cell], metadata={
-        "widgets": {"application/vnd.jupyter.widget-state+json": {}}, "colab": {"provenance": []},
-        "accelerator": "GPU", "gpuClass": "standard", "kernelspec": {"name": "conda-env-x", "display_name": "x"},
-        "language_info": {"name": "python", "version": "3.11.4"}, "authors": ["kept"]})
+    cell.metadata.update(
+        {
+            "colab": {"base_uri": "https://localhost"},
+            "id": "Xy12",
+            "outputId": "o1",
+            "executionInfo": {"elapsed": 3},
+            "execution": {"iopub.status.busy": "2024"},
+            "dpdl": {"id": "kept"},
+            "tags": ["kept"],
+        }
+    )
+    nb = new_notebook(
+        cells=[cell],
+        metadata={
+            "widgets": {"application/vnd.jupyter.widget-state+json": {}},
+            "colab": {"provenance": []},
+            "accelerator": "GPU",
+            "gpuClass": "standard",
+            "kernelspec": {"name": "conda-env-x", "display_name": "x"},
+            "language_info": {"name": "python", "version": "3.11.4"},
+            "authors": ["kept"],
+        },
+    )
     clean_notebook(nb)
     assert nb.metadata == {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}, "authors": ["kept"]}
     assert cell.metadata == {"dpdl": {"id": "kept"}, "tags": ["kept"]}
@@ -134,8 +156,13 @@ def test_kernel_env_turns_progress_bars_off_and_leaves_matplotlib_to_the_kernel(
 
 @pytest.mark.parametrize(
     ("source", "expected"),
-    [("# NBVAL_RAISES_EXCEPTION\n1/0", True), ("  ##  NBVAL_RAISES_EXCEPTION  \nx", True),
-     ("x = 1  # NBVAL_RAISES_EXCEPTION", False), ("# NBVAL_RAISES_EXCEPTION please", False), ("1/0", False)],
+    [
+        ("# NBVAL_RAISES_EXCEPTION\n1/0", True),
+        ("  ##  NBVAL_RAISES_EXCEPTION  \nx", True),
+        ("x = 1  # NBVAL_RAISES_EXCEPTION", False),
+        ("# NBVAL_RAISES_EXCEPTION please", False),
+        ("1/0", False),
+    ],
 )
 def test_nbval_markers_are_read_the_way_nbval_reads_them(source, expected):
     assert has_nbval_marker(source, "NBVAL_RAISES_EXCEPTION") is expected
@@ -146,9 +173,23 @@ def _nbval(folder: Path, *notebooks: str) -> subprocess.CompletedProcess:
     pytest configuration: its own rootdir and ini file, only the nbval plugin, no cache."""
     (folder / "pytest.ini").write_text("[pytest]\n")
     env = kernel_env({"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"})
-    command = [sys.executable, "-m", "pytest", "-p", "nbval.plugin", "-p", "no:cacheprovider", "--nbval",
-               "--nbval-current-env", f"--nbval-sanitize-with={SANITIZE_CFG}", f"--rootdir={folder}",
-               f"-c={folder / 'pytest.ini'}", "-rA", "-q", *notebooks]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "nbval.plugin",
+        "-p",
+        "no:cacheprovider",
+        "--nbval",
+        "--nbval-current-env",
+        f"--nbval-sanitize-with={SANITIZE_CFG}",
+        f"--rootdir={folder}",
+        f"-c={folder / 'pytest.ini'}",
+        "-rA",
+        "-q",
+        *notebooks,
+    ]
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -203,12 +244,17 @@ def _cli(*argv: str) -> int:
 
 def test_a_failing_cell_is_reported_by_index_and_the_file_is_left_untouched(tmp_path, capsys):
     path = tmp_path / "broken.ipynb"
-    nbformat.write(new_notebook(cells=[
-        new_markdown_cell("# Broken"),
-        new_code_cell("def inverse(x):\n    return 1 / x"),
-        new_code_cell("inverse(0)"),
-        new_code_cell("print('never runs')"),
-    ]), path)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_markdown_cell("# Broken"),
+                new_code_cell("def inverse(x):\n    return 1 / x"),
+                new_code_cell("inverse(0)"),
+                new_code_cell("print('never runs')"),
+            ]
+        ),
+        path,
+    )
     before = path.read_bytes()
     with pytest.raises(NotebookExecutionError) as raised:
         execute_notebook(path, timeout=60)
@@ -239,13 +285,15 @@ def _student_notebook(path: Path, *, tag_the_failure: bool) -> Path:
     failing = new_code_cell("# NBVAL_RAISES_EXCEPTION\nraise ValueError('this fails on purpose')")
     if tag_the_failure:
         failing.metadata["tags"] = ["raises-exception"]
-    nb = new_notebook(cells=[
-        new_markdown_cell("# A lab"),
-        failing,
-        new_code_cell("def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError(\"f: the square of x\")"),
-        new_code_cell("assert f(3) == 9"),
-        new_code_cell("open('reached-the-end', 'w').close()"),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# A lab"),
+            failing,
+            new_code_cell('def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError("f: the square of x")'),
+            new_code_cell("assert f(3) == 9"),
+            new_code_cell("open('reached-the-end', 'w').close()"),
+        ]
+    )
     nbformat.write(nb, path)
     return path
 

@@ -1,6 +1,7 @@
 """The wheel must carry every subpackage of dpdl (pyproject lists them by hand, see its comment)."""
 
 import pathlib
+
 import pytest
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+

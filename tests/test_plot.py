@@ -99,7 +99,9 @@ def test_plot_history_metrics_picks_families():
 def test_plot_history_draws_a_fit_history_and_picks_a_family_by_a_validation_name():
     from dpdl.train.history import History
 
-    history = History({"loss": 1 / e, "accuracy": 0.5 + e / 10, "val_loss": 1.2 / e, "val_accuracy": 0.5} for e in (1, 2, 3))
+    history = History(
+        {"loss": 1 / e, "accuracy": 0.5 + e / 10, "val_loss": 1.2 / e, "val_accuracy": 0.5} for e in (1, 2, 3)
+    )
     fig = plot_history(history)
     assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
     assert [line.get_label() for line in fig.axes[1].lines] == ["accuracy", "val_accuracy"]

@@ -50,7 +50,7 @@ def test_softmax_family_passes_gradcheck_in_x_and_temperature(fn, dim):
 def test_soft_gumbel_softmax_passes_gradcheck_with_fixed_noise():
     logits = randn(2, 5)
     temperature = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
-    assert gradcheck(lambda l, t: gumbel_softmax(l, t, generator=gen(3)), (logits, temperature))
+    assert gradcheck(lambda logits_, t: gumbel_softmax(logits_, t, generator=gen(3)), (logits, temperature))
 
 
 def test_sample_normal_passes_gradcheck_with_fixed_noise():

@@ -44,11 +44,12 @@ MIN_SECRET = 30  # characters, whitespace normalised: shorter lines match innoce
 _IMPORT_RE = re.compile(r"^(?:from [\w.]+ )?import [\w., ]+(?: as \w+)?$")
 # Secret lines that the release may hold, where, and why that is no leak.
 ALLOWED = {
-    ("src_padding_mask = src == self.pad_index", "dpdl/models/transformer.py"):
-        "lab 7's exercise writes the encoder's residual blocks by hand; it starts, as the package's "
-        "Seq2SeqTransformer.encode does, from the padding mask and the scaled, position-encoded embedding",
-    ("x = self.positional(self.src_embed(src) * math.sqrt(self.d_model))", "dpdl/models/transformer.py"):
-        "the same",
+    (
+        "src_padding_mask = src == self.pad_index",
+        "dpdl/models/transformer.py",
+    ): "lab 7's exercise writes the encoder's residual blocks by hand; it starts, as the package's "
+    "Seq2SeqTransformer.encode does, from the padding mask and the scaled, position-encoded embedding",
+    ("x = self.positional(self.src_embed(src) * math.sqrt(self.d_model))", "dpdl/models/transformer.py"): "the same",
 }
 
 
@@ -85,7 +86,7 @@ def _secrets(nb) -> tuple[list[tuple[str, str]], list[str]]:
         kind = "solution" if cell.cell_type == "code" else "model answer"
         inside = set()  # the lines of the blocks, less the BEGIN lines: their hints are shown to students
         for block in find_blocks(cell.source, cell.cell_type):
-            secrets.append((f"{kind} (cell {index})", "\n".join(lines[block.begin + 1:block.end])))
+            secrets.append((f"{kind} (cell {index})", "\n".join(lines[block.begin + 1 : block.end])))
             inside.update(range(block.begin + 1, block.end + 1))
         public.append(_normalise("\n".join(line for number, line in enumerate(lines) if number not in inside)))
     return secrets, public
@@ -139,8 +140,12 @@ def _haystacks(folder: Path) -> dict[str, str]:
 
 
 def _leaks(needles: list[tuple[str, str]], haystacks: dict[str, str]) -> list[str]:
-    return [f"{name}: {where}: {needle[:80]!r}" for where, needle in needles
-            for name, text in haystacks.items() if needle in text and (needle, name) not in ALLOWED]
+    return [
+        f"{name}: {where}: {needle[:80]!r}"
+        for where, needle in needles
+        for name, text in haystacks.items()
+        if needle in text and (needle, name) not in ALLOWED
+    ]
 
 
 def test_the_leak_search_finds_a_solution_line_quoted_inside_a_notebook(tmp_path):
@@ -177,13 +182,15 @@ def test_no_exercise_hint_repeats_its_solution_code(source):
         lines = cell.source.split("\n")
         for block in find_blocks(cell.source, cell.cell_type):
             hint = lines[block.begin].partition("hint:")[2]
-            code = [line.split("#")[0] for line in lines[block.begin + 1:block.end]]
+            code = [line.split("#")[0] for line in lines[block.begin + 1 : block.end]]
             solution_tokens = _TOKEN_RE.findall("\n".join(code))
-            runs = {tuple(solution_tokens[i:i + HINT_NGRAM]) for i in range(len(solution_tokens) - HINT_NGRAM + 1)}
+            runs = {tuple(solution_tokens[i : i + HINT_NGRAM]) for i in range(len(solution_tokens) - HINT_NGRAM + 1)}
             hint_tokens = _TOKEN_RE.findall(hint)
             for i in range(len(hint_tokens) - HINT_NGRAM + 1):
-                if tuple(hint_tokens[i:i + HINT_NGRAM]) in runs:
-                    copied.append(f"cell {index}: {hint.strip()!r} repeats {' '.join(hint_tokens[i:i + HINT_NGRAM])!r}")
+                if tuple(hint_tokens[i : i + HINT_NGRAM]) in runs:
+                    copied.append(
+                        f"cell {index}: {hint.strip()!r} repeats {' '.join(hint_tokens[i : i + HINT_NGRAM])!r}"
+                    )
                     break
     assert not copied, f"{source.name}: hints that give solution code away:\n" + "\n".join(copied)
 
@@ -200,8 +207,15 @@ def test_lab_solutions_that_would_reveal_an_exercise_stay_stubbed(release):
 
 def test_release_holds_the_package_registry_student_copies_and_lab_sources_only_when_asked(release, default_release):
     for tree in (release, default_release):
-        for needed in ("pyproject.toml", "constraints.txt", "README.md", "datasets/registry.json", "dpdl/__init__.py",
-                       "dpdl/grading/selfcheck.py", "dpdl/release.py"):
+        for needed in (
+            "pyproject.toml",
+            "constraints.txt",
+            "README.md",
+            "datasets/registry.json",
+            "dpdl/__init__.py",
+            "dpdl/grading/selfcheck.py",
+            "dpdl/release.py",
+        ):
             assert (tree / needed).is_file(), needed
         assert not list(tree.rglob("__pycache__")) and not (tree / "tests").exists()
         assert not list(tree.glob("exercises/*/*.ipynb")), "exercise sources are never released"
@@ -210,8 +224,9 @@ def test_release_holds_the_package_registry_student_copies_and_lab_sources_only_
         assert [path for path in notebooks if path.parent.name == "student"] == sorted(students)
     assert not list(default_release.glob("labs/*/*.ipynb"))
     lab_sources = sorted(path.relative_to(release) for path in release.glob("labs/*/*.ipynb"))
-    assert lab_sources == sorted(path.relative_to(ROOT) for path in discover_notebooks(ROOT)
-                                 if path.relative_to(ROOT).parts[0] == "labs")
+    assert lab_sources == sorted(
+        path.relative_to(ROOT) for path in discover_notebooks(ROOT) if path.relative_to(ROOT).parts[0] == "labs"
+    )
 
 
 def test_no_hidden_cell_survives_and_every_other_cell_does(release):
@@ -228,8 +243,10 @@ def test_badges_install_cells_readme_and_setting_point_at_the_given_repository(r
     for path in release.rglob("*.ipynb"):
         nb = read_notebook(path)
         relative = path.relative_to(release).as_posix()
-        assert (f"https://colab.research.google.com/github/{OTHER_REPO}/blob/{OTHER_BRANCH}/{relative}"
-                in nb.cells[0].source), relative
+        assert (
+            f"https://colab.research.google.com/github/{OTHER_REPO}/blob/{OTHER_BRANCH}/{relative}"
+            in nb.cells[0].source
+        ), relative
         assert nb.cells[1].source == install_source(OTHER_REPO, OTHER_BRANCH), relative
     readme = (release / "README.md").read_text()
     assert f"git clone --branch {OTHER_BRANCH} https://github.com/{OTHER_REPO}.git" in readme
@@ -240,8 +257,12 @@ def test_badges_install_cells_readme_and_setting_point_at_the_given_repository(r
 
 
 def _tracked_files(root: Path) -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=root,
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if listed.returncode != 0:
         pytest.skip(f"not a git checkout: {listed.stderr.strip()}")
     return [root / name for name in listed.stdout.split("\0") if name and (root / name).is_file()]
@@ -259,8 +280,11 @@ def test_the_public_repository_is_named_once_in_the_source(release):
         relative = path.relative_to(ROOT).as_posix()
         if path.suffix == ".ipynb":
             nb = read_notebook(path)
-            places += [f"{relative} cell {index}" for index, cell in enumerate(nb.cells)
-                       if REPO in json.dumps(cell) and index > 1]
+            places += [
+                f"{relative} cell {index}"
+                for index, cell in enumerate(nb.cells)
+                if REPO in json.dumps(cell) and index > 1
+            ]
         elif relative == "pyproject.toml":
             assert text.count(REPO) == 1 and setting in text
         else:
@@ -307,8 +331,12 @@ def test_release_installs_in_a_fresh_venv_runs_doctor_and_a_notebook_up_to_its_f
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     dependencies = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     Path(site, "dev_environment.pth").write_text("\n".join(sorted(dependencies)) + "\n")
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -322,8 +350,12 @@ def test_release_installs_in_a_fresh_venv_runs_doctor_and_a_notebook_up_to_its_f
         return done.stdout
 
     run(python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", default_release)
-    where = run(python, "-c", "import dpdl, dpdl.notebooks as n, dpdl.data.registry as r; "
-                              "print(dpdl.__file__, n.REPO, r.registry_path(), sep='\\n')").split("\n")
+    where = run(
+        python,
+        "-c",
+        "import dpdl, dpdl.notebooks as n, dpdl.data.registry as r; "
+        "print(dpdl.__file__, n.REPO, r.registry_path(), sep='\\n')",
+    ).split("\n")
     assert Path(where[0]).is_relative_to(default_release) and where[1] == REPO
     assert Path(where[2]).resolve() == (default_release / "datasets" / "registry.json").resolve()
     doctor = run(venv / "bin" / "dpdl", "doctor")
@@ -332,9 +364,13 @@ def test_release_installs_in_a_fresh_venv_runs_doctor_and_a_notebook_up_to_its_f
     notebook = default_release / "labs" / "lab1" / "student" / "lab1_tensors.ipynb"
     nb = read_notebook(notebook)
     # A first cell that fails unless the kernel imports the release's own dpdl.
-    nb.cells.insert(0, nbformat.v4.new_code_cell(
-        "import dpdl, pathlib\n"
-        "assert pathlib.Path(dpdl.__file__).is_relative_to(pathlib.Path.cwd().parents[2]), dpdl.__file__"))
+    nb.cells.insert(
+        0,
+        nbformat.v4.new_code_cell(
+            "import dpdl, pathlib\n"
+            "assert pathlib.Path(dpdl.__file__).is_relative_to(pathlib.Path.cwd().parents[2]), dpdl.__file__"
+        ),
+    )
     probe = notebook.with_name("probe.ipynb")
     nbformat.write(nb, probe)
     script = textwrap.dedent(f"""
@@ -364,8 +400,13 @@ def _mini_course(root: Path) -> Path:
 def test_the_hidden_check_of_an_exercise_never_reaches_the_release_and_the_search_would_see_it(tmp_path):
     exercise = _mini_course(tmp_path / "course")
     secrets, _ = _secrets(read_notebook(exercise))
-    assert [kind.split(" (")[0] for kind, _ in secrets] == ["solution", "solution", "hidden check", "model answer",
-                                                            "solution"]
+    assert [kind.split(" (")[0] for kind, _ in secrets] == [
+        "solution",
+        "solution",
+        "hidden check",
+        "model answer",
+        "solution",
+    ]
     needles = _needles([exercise], "\0".join(_secrets(read_notebook(exercise))[1]))
     assert any("hidden check" in where for where, _ in needles)
     out = write_release(tmp_path / "out", root=tmp_path / "course")

@@ -108,7 +108,7 @@ def test_the_site_loads_nothing_from_another_host(built):
     offenders = []
     for path in site.rglob("*.html"):
         for match in remote.finditer(path.read_text(encoding="utf-8")):
-            tag = path.read_text(encoding="utf-8")[match.start():match.start() + 200].split(">")[0]
+            tag = path.read_text(encoding="utf-8")[match.start() : match.start() + 200].split(">")[0]
             if "<link" in tag and not re.search(r"rel=[\"'](?:stylesheet|preload|icon)", tag):
                 continue  # a plain link to another page (rel=next, canonical) loads nothing
             offenders.append(f"{path.relative_to(site)}: {tag}")
@@ -126,8 +126,8 @@ def test_home_page_has_the_lab_plan_with_every_notebook_topic_and_exercise(built
 
     _, site, _ = built
     index = (site / "index.html").read_text(encoding="utf-8")
-    plan = index[index.index('id="lab-plan"'):]
-    plan = plan[:plan.index("</table>")]
+    plan = index[index.index('id="lab-plan"') :]
+    plan = plan[: plan.index("</table>")]
     topics = lab_topics((ROOT / "labs" / "README.md").read_text(encoding="utf-8"))
     plan_text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", plan)).split())
     for page in pages:
@@ -176,8 +176,13 @@ def test_a_new_build_replaces_an_earlier_site_whole(tmp_path, built):
 
     release, _, _ = built
     small = tmp_path / "release"
-    for relative in ("labs/lab1/student/lab1_tensors.ipynb", "exercises/lab1/student/lab1_exercise.ipynb",
-                     "datasets/registry.json", "pyproject.toml", "README.md"):
+    for relative in (
+        "labs/lab1/student/lab1_tensors.ipynb",
+        "exercises/lab1/student/lab1_exercise.ipynb",
+        "datasets/registry.json",
+        "pyproject.toml",
+        "README.md",
+    ):
         (small / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(release / relative, small / relative)
     site = tmp_path / "site"
@@ -229,14 +234,17 @@ def test_display_maths_after_a_line_of_text_gets_blank_lines_as_myst_needs():
 
     jupyter = "The loss:\n$$\na\n+ b\n$$\nso it is.\n- item:\n  $$x\n  = y,$$\n  more"
     assert jupyter_display_maths(jupyter) == (
-        "The loss:\n\n$$\na\n+ b\n$$\n\nso it is.\n- item:\n\n  $$x\n  = y,$$\n\n  more")
+        "The loss:\n\n$$\na\n+ b\n$$\n\nso it is.\n- item:\n\n  $$x\n  = y,$$\n\n  more"
+    )
     unchanged = ["inline $$x$$ in a sentence", "```\n$$\nnot maths\n$$\n```", "para\n\n$$x$$\n\nend"]
     assert [jupyter_display_maths(text) for text in unchanged] == unchanged
 
 
 def test_dpdl_help_loads_neither_sphinx_nor_torch():
-    code = ("import sys; from dpdl.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('sphinx', 'myst_nb', 'torch') if m in sys.modules))")
+    code = (
+        "import sys; from dpdl.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('sphinx', 'myst_nb', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
@@ -288,8 +296,10 @@ class _Visit:
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("requestfailed", lambda request: self.errors.append(f"failed to load {request.url}"))
-        self.page.on("response", lambda response: response.status >= 400
-                     and self.errors.append(f"{response.url}: HTTP {response.status}"))
+        self.page.on(
+            "response",
+            lambda response: response.status >= 400 and self.errors.append(f"{response.url}: HTTP {response.status}"),
+        )
         response = self.page.goto(url, wait_until="load")
         assert response is not None and response.ok, f"{url}: {response.status if response else 'no response'}"
         # MathJax typesets after load; its promise settles when it is done.
@@ -297,7 +307,8 @@ class _Visit:
 
     def broken_images(self) -> list[str]:
         return self.page.evaluate(
-            "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+            "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+        )
 
     def untypeset_maths(self) -> list[str]:
         """Maths delimiters left in the text a reader sees (code blocks aside)."""
@@ -333,7 +344,8 @@ def test_every_notebook_page_is_reached_from_the_navigation_and_renders(browser,
     home = _Visit(browser, server)
     try:
         nav_links = home.page.eval_on_selector_all(
-            "nav.bd-docs-nav a.reference.internal", "links => links.map(a => a.href)")
+            "nav.bd-docs-nav a.reference.internal", "links => links.map(a => a.href)"
+        )
     finally:
         home.close()
     reached = {urlparse(link).path.lstrip("/") for link in nav_links}
@@ -356,7 +368,8 @@ def test_every_notebook_page_is_reached_from_the_navigation_and_renders(browser,
             if typeset < has_maths:
                 problems.append(f"{page.html}: {has_maths} formulas, {typeset} typeset")
             colab = visit.page.eval_on_selector_all(
-                "a[href*='colab.research.google.com']", "links => links.map(a => a.href)")
+                "a[href*='colab.research.google.com']", "links => links.map(a => a.href)"
+            )
             want = f"https://colab.research.google.com/github/{repo}/blob/main/{page.source.as_posix()}"
             if not colab or set(colab) != {want}:
                 problems.append(f"{page.html}: Colab links {sorted(set(colab))}, want {want}")
@@ -450,8 +463,9 @@ def _exercise_secrets(release: Path) -> tuple[dict[str, str], list[str]]:
     adds nothing to it. Visible: the long lines of the exercises' student copies, a positive control."""
     from dpdl.notebooks.build import find_blocks
 
-    shown = "\n".join(_normalise(cell.source) for path in release.glob("*/lab*/student/*.ipynb")
-                      for cell in read_notebook(path).cells)
+    shown = "\n".join(
+        _normalise(cell.source) for path in release.glob("*/lab*/student/*.ipynb") for cell in read_notebook(path).cells
+    )
     secrets: dict[str, str] = {}
     visible: list[str] = []
     for source in discover_notebooks(ROOT):
@@ -459,15 +473,22 @@ def _exercise_secrets(release: Path) -> tuple[dict[str, str], list[str]]:
         if relative.parts[0] != "exercises":
             continue
         student = release / relative.parent / "student" / relative.name
-        visible += [_normalise(line) for cell in read_notebook(student).cells for line in cell.source.split("\n")
-                    if len(_normalise(line)) >= 40]
+        visible += [
+            _normalise(line)
+            for cell in read_notebook(student).cells
+            for line in cell.source.split("\n")
+            if len(_normalise(line)) >= 40
+        ]
         for index, cell in enumerate(read_notebook(source).cells):
             lines = cell.source.split("\n")
             if cell.get("metadata", {}).get("dpdl", {}).get("role") == "hidden":
                 candidates = lines
             else:
-                candidates = [line for block in find_blocks(cell.source, cell.cell_type)
-                              for line in lines[block.begin + 1:block.end]]
+                candidates = [
+                    line
+                    for block in find_blocks(cell.source, cell.cell_type)
+                    for line in lines[block.begin + 1 : block.end]
+                ]
             for line in map(_normalise, candidates):
                 if len(line) >= MIN_SECRET_LINE and line not in shown:
                     secrets.setdefault(line, f"{relative}, cell {index}")

@@ -91,7 +91,9 @@ def test_a_constant_feature_gives_zeros_not_nan():
 def test_the_loss_ignores_a_positive_rescaling_and_shift_of_each_feature():
     z1, z2 = randn(64, 6, seed=9), randn(64, 6, seed=10)
     scale, shift = torch.rand(6, generator=gen(11), dtype=torch.float64) * 10 + 0.1, randn(6, seed=12) * 5
-    torch.testing.assert_close(barlow_twins_loss(z1 * scale + shift, z2), barlow_twins_loss(z1, z2), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        barlow_twins_loss(z1 * scale + shift, z2), barlow_twins_loss(z1, z2), atol=1e-6, rtol=1e-6
+    )
 
 
 def test_the_loss_ignores_the_order_of_the_batch_and_swapping_the_views():
@@ -143,7 +145,7 @@ def test_cross_correlation_entries_are_correlations():
 
 def test_the_loss_has_a_gradient_that_reduces_it():
     z1 = randn(32, 4, seed=25).requires_grad_(True)
-    z2 = (z1.detach() + 0.5 * randn(32, 4, seed=26))
+    z2 = z1.detach() + 0.5 * randn(32, 4, seed=26)
     loss = barlow_twins_loss(z1, z2)
     loss.backward()
     with torch.no_grad():

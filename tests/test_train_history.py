@@ -95,5 +95,3 @@ def test_repr_of_a_long_history_shows_its_ends():
     lines = repr(History({"loss": float(i)} for i in range(30))).splitlines()
     assert len(lines) == 2 + 5 + 1 + 5
     assert lines[-1].split() == ["30", "29.0000"]
-
-

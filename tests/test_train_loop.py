@@ -75,8 +75,14 @@ def test_recorded_metrics_are_means_over_examples_not_over_batches(batch_size, n
     g = torch.Generator().manual_seed(n)
     X, y = torch.randn(n, 2, generator=g), torch.randint(0, 3, (n,), generator=g)
     model = linear(outputs=3)
-    history = fit(model, sgd(model, lr=0.0), nn.CrossEntropyLoss(), batches(X, y, batch_size), device="cpu",
-                  val_loader=batches(X, y, 7))
+    history = fit(
+        model,
+        sgd(model, lr=0.0),
+        nn.CrossEntropyLoss(),
+        batches(X, y, batch_size),
+        device="cpu",
+        val_loader=batches(X, y, 7),
+    )
     with torch.no_grad():
         logits = model(X)
     for prefix in ("", "val_"):
@@ -128,8 +134,14 @@ def test_fit_uses_dpdl_device_by_default(monkeypatch):
     monkeypatch.setenv("DPDL_DEVICE", "meta")  # a device torch runs shapes on, so the move is visible
     seen = []
     model = linear()
-    fit(model, sgd(model), nn.CrossEntropyLoss(), batches(*separable(32), 16), metrics=(),
-        callbacks=lambda epoch, history, model: seen.append(next(model.parameters()).device.type))
+    fit(
+        model,
+        sgd(model),
+        nn.CrossEntropyLoss(),
+        batches(*separable(32), 16),
+        metrics=(),
+        callbacks=lambda epoch, history, model: seen.append(next(model.parameters()).device.type),
+    )
     assert seen == ["meta"]
 
 
@@ -177,8 +189,15 @@ def test_callbacks_run_once_per_epoch_with_epoch_history_and_eval_mode_model():
 
     X, y = separable(64)
     model = linear()
-    history = fit(model, sgd(model), nn.CrossEntropyLoss(), batches(X, y, 16), epochs=3, device="cpu",
-                  callbacks=[callback, callback])
+    history = fit(
+        model,
+        sgd(model),
+        nn.CrossEntropyLoss(),
+        batches(X, y, 16),
+        epochs=3,
+        device="cpu",
+        callbacks=[callback, callback],
+    )
     assert [c[:2] for c in calls] == [(1, 1), (1, 1), (2, 2), (2, 2), (3, 3), (3, 3)]
     assert [c[2] for c in calls[::2]] == history["loss"]
     assert all(c[3] is model and c[4] is False for c in calls)
@@ -188,8 +207,15 @@ def test_callbacks_run_once_per_epoch_with_epoch_history_and_eval_mode_model():
 def test_a_callback_returning_true_stops_training_after_that_epoch(stop):
     X, y = separable(64)
     model = linear()
-    history = fit(model, sgd(model), nn.CrossEntropyLoss(), batches(X, y, 16), epochs=10, device="cpu",
-                  callbacks=lambda epoch, history, model: stop if epoch == 2 else None)
+    history = fit(
+        model,
+        sgd(model),
+        nn.CrossEntropyLoss(),
+        batches(X, y, 16),
+        epochs=10,
+        device="cpu",
+        callbacks=lambda epoch, history, model: stop if epoch == 2 else None,
+    )
     assert len(history) == 2
 
 
@@ -199,16 +225,30 @@ def test_early_stopping_on_validation_loss():
 
     X, y = separable(64)
     model = linear()
-    history = fit(model, sgd(model, lr=0.0), nn.CrossEntropyLoss(), batches(X, y, 16), epochs=10, device="cpu",
-                  val_loader=batches(X, y, 64), callbacks=[stop_when_val_loss_stalls])
+    history = fit(
+        model,
+        sgd(model, lr=0.0),
+        nn.CrossEntropyLoss(),
+        batches(X, y, 16),
+        epochs=10,
+        device="cpu",
+        val_loader=batches(X, y, 64),
+        callbacks=[stop_when_val_loss_stalls],
+    )
     assert len(history) == 2  # lr = 0: the validation loss never improves
 
 
 def test_a_callback_returning_something_else_is_an_error():
     model = linear()
     with pytest.raises(TypeError, match="None to go on or True to stop"):
-        fit(model, sgd(model), nn.CrossEntropyLoss(), batches(*separable(32), 16), device="cpu",
-            callbacks=[lambda epoch, history, model: ["a sample"]])
+        fit(
+            model,
+            sgd(model),
+            nn.CrossEntropyLoss(),
+            batches(*separable(32), 16),
+            device="cpu",
+            callbacks=[lambda epoch, history, model: ["a sample"]],
+        )
     with pytest.raises(TypeError, match="callback"):
         fit(model, sgd(model), nn.CrossEntropyLoss(), batches(*separable(32), 16), device="cpu", callbacks=["print"])
 
@@ -364,8 +404,9 @@ def test_float_class_labels_for_cross_entropy_are_explained():
 def test_a_single_logit_with_unsqueezed_output_is_explained():
     X, y = separable(32)
     with pytest.raises(ValueError, match=r"\(B, 1\).*squeeze"):
-        fit_once(model=linear(outputs=1), loss_fn=nn.BCEWithLogitsLoss(), loader=batches(X, y.float(), 16),
-                 metrics=("loss",))
+        fit_once(
+            model=linear(outputs=1), loss_fn=nn.BCEWithLogitsLoss(), loader=batches(X, y.float(), 16), metrics=("loss",)
+        )
 
 
 def test_integer_targets_for_a_float_loss_are_explained():
@@ -401,8 +442,13 @@ def test_a_loss_per_example_is_an_error():
 def test_a_loss_without_gradient_is_explained():
     frozen = linear().requires_grad_(False)
     with pytest.raises(ValueError, match="frozen"):
-        fit(frozen, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), nn.CrossEntropyLoss(),
-            batches(*separable(32), 16), device="cpu")
+        fit(
+            frozen,
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+            nn.CrossEntropyLoss(),
+            batches(*separable(32), 16),
+            device="cpu",
+        )
     with pytest.raises(ValueError, match=r"left autograd.*\.detach\(\)"):
         fit_once(loss_fn=lambda y_hat, y: F.cross_entropy(y_hat.detach(), y))
 
@@ -423,8 +469,9 @@ def test_regression_targets_with_the_default_accuracy_metric_say_to_train_on_los
     X, y = torch.randn(8, 3), torch.randn(8, 2)  # two real-valued targets per example
     with pytest.raises(ValueError, match=r"regression targets.*metrics=\(\"loss\",\)"):
         fit(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), [(X, y)], epochs=1)
-    history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), [(X, y)], epochs=1,
-                  metrics=("loss",))
+    history = fit(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), [(X, y)], epochs=1, metrics=("loss",)
+    )
     assert "accuracy" not in history.metrics and len(history["loss"]) == 1
 
 
@@ -437,8 +484,16 @@ def test_the_scheduler_is_stepped_after_every_batch():
     optimizer = sgd(model, lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     rates = []
-    fit(model, optimizer, nn.CrossEntropyLoss(), batches(X, y, 16), epochs=2, scheduler=scheduler, device="cpu",
-        callbacks=lambda epoch, history, model: rates.append(optimizer.param_groups[0]["lr"]))
+    fit(
+        model,
+        optimizer,
+        nn.CrossEntropyLoss(),
+        batches(X, y, 16),
+        epochs=2,
+        scheduler=scheduler,
+        device="cpu",
+        callbacks=lambda epoch, history, model: rates.append(optimizer.param_groups[0]["lr"]),
+    )
     num_batches = len(batches(X, y, 16))
     assert scheduler.last_epoch == 2 * num_batches
     assert rates == [0.5**num_batches, 0.5 ** (2 * num_batches)]
@@ -457,8 +512,15 @@ def test_step_lr_counted_in_batches_is_the_per_epoch_schedule():
             fit(model, optimizer, nn.CrossEntropyLoss(), loader, epochs=3, scheduler=scheduler, device="cpu")
         else:
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
-            fit(model, optimizer, nn.CrossEntropyLoss(), loader, epochs=3, device="cpu",
-                callbacks=lambda epoch, history, model, scheduler=scheduler: scheduler.step())
+            fit(
+                model,
+                optimizer,
+                nn.CrossEntropyLoss(),
+                loader,
+                epochs=3,
+                device="cpu",
+                callbacks=lambda epoch, history, model, scheduler=scheduler: scheduler.step(),
+            )
         trained.append([p.detach().clone() for p in model.parameters()])
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1**3)
     for a, b in zip(*trained):
@@ -490,13 +552,28 @@ def test_a_step_function_trains_on_batches_of_another_shape():
         return (losses * batch["weights"]).mean(), y_hat, batch["labels"]
 
     model = linear()
-    history = fit(model, sgd(model), nn.CrossEntropyLoss(), dict_batches, epochs=5, val_loader=dict_batches,
-                  step=weighted_step, device="cpu")
+    history = fit(
+        model,
+        sgd(model),
+        nn.CrossEntropyLoss(),
+        dict_batches,
+        epochs=5,
+        val_loader=dict_batches,
+        step=weighted_step,
+        device="cpu",
+    )
     assert seen[0] == ["inputs", "labels", "weights"]
     assert history["accuracy"][-1] > 0.9
     reference = linear()
-    expected = fit(reference, sgd(reference), nn.CrossEntropyLoss(), batches(X, y, 16), epochs=5,
-                   val_loader=batches(X, y, 16), device="cpu")
+    expected = fit(
+        reference,
+        sgd(reference),
+        nn.CrossEntropyLoss(),
+        batches(X, y, 16),
+        epochs=5,
+        val_loader=batches(X, y, 16),
+        device="cpu",
+    )
     for name, values in expected.to_dict().items():  # weights of 1: the plain loop's numbers
         assert history[name] == pytest.approx(values) if name != "epoch" else history.epochs == values
     assert evaluate(model, dict_batches, nn.CrossEntropyLoss(), step=weighted_step)["accuracy"] == pytest.approx(

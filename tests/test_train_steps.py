@@ -75,7 +75,10 @@ def test_evaluate_with_teacher_forcing_averages_over_real_tokens():
 
 def test_teacher_forcing_calls_the_loss_on_logits_and_targets_cut_to_the_batch():
     X, y = copy_task(32, max_len=4)
-    X, y = torch.cat([X, torch.zeros(32, 3, dtype=torch.long)], 1), torch.cat([y, torch.zeros(32, 2, dtype=torch.long)], 1)
+    X, y = (
+        torch.cat([X, torch.zeros(32, 3, dtype=torch.long)], 1),
+        torch.cat([y, torch.zeros(32, 2, dtype=torch.long)], 1),
+    )
     calls = []
 
     def loss_fn(logits, tgt_out):
@@ -96,10 +99,15 @@ def test_training_ignores_extra_padding_columns_and_is_repeatable():
     for data in [(X, y), (X, y), (wide_X, wide_y)]:
         torch.manual_seed(1)
         model = small_model()
-        batches = DataLoader(TensorDataset(*data), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3))
+        batches = DataLoader(
+            TensorDataset(*data), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3)
+        )
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        histories.append(fit(model, optimizer, loss_ignoring_padding, batches, epochs=2, step=teacher_forcing(PAD),
-                             device="cpu").to_dict())
+        histories.append(
+            fit(
+                model, optimizer, loss_ignoring_padding, batches, epochs=2, step=teacher_forcing(PAD), device="cpu"
+            ).to_dict()
+        )
     assert histories[0] == histories[1]
     for name in histories[0]:
         assert histories[2][name] == pytest.approx(histories[0][name], rel=1e-4)

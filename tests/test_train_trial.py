@@ -112,7 +112,7 @@ def test_the_torchbearer_helper_is_part_of_dpdl_train():
     assert {"make_trial", "fit"} <= set(dir(dpdl.train))
     assert dpdl.train.make_trial is make_trial
     with pytest.raises(AttributeError, match="no attribute 'trainer'"):
-        dpdl.train.trainer
+        _ = dpdl.train.trainer
 
 
 # --- why: what the refused callbacks do when a trial runs them ---------------------------------------
@@ -121,8 +121,9 @@ def test_the_torchbearer_helper_is_part_of_dpdl_train():
 def test_torchbearers_reduce_lr_on_plateau_breaks_on_this_torch():
     model = nn.Linear(2, 1)
     callback = tb_callbacks.ReduceLROnPlateau(monitor="loss", patience=0)
-    trial = torchbearer.Trial(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[callback],
-                              verbose=0).with_generators(loader(torch.zeros(4, 2), torch.zeros(4, 1)))
+    trial = torchbearer.Trial(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[callback], verbose=0
+    ).with_generators(loader(torch.zeros(4, 2), torch.zeros(4, 1)))
     with pytest.raises(TypeError, match="verbose"):
         trial.run(epochs=1)
 
@@ -138,11 +139,15 @@ class Images(nn.Module):
         return self.linear(X.flatten(1))
 
 
-def image_trial(callback, make=functools.partial(make_trial, device="cpu")):
+_CPU_TRIAL = functools.partial(make_trial, device="cpu")
+
+
+def image_trial(callback, make=_CPU_TRIAL):
     torch.manual_seed(0)
     model = Images()
-    trial = make(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), callbacks=[callback],
-                 verbose=0)
+    trial = make(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), callbacks=[callback], verbose=0
+    )
     X, y = torch.rand(12, 1, 8, 8), torch.randint(0, 2, (12,))
     return trial.with_generators(loader(X, y, batch_size=4)), X
 

@@ -46,8 +46,10 @@ def affine(X: Tensor, angle: Tensor, translate: Tensor, scale: Tensor) -> Tensor
     """
     _check_images("affine", X)
     B = len(X)
-    angle, translate, scale = (_per_image(name, t, B, shape, X) for name, t, shape in (
-        ("angle", angle, (B,)), ("translate", translate, (B, 2)), ("scale", scale, (B,))))
+    angle, translate, scale = (
+        _per_image(name, t, B, shape, X)
+        for name, t, shape in (("angle", angle, (B,)), ("translate", translate, (B, 2)), ("scale", scale, (B,)))
+    )
     if bool((scale <= 0).any()):
         raise ValueError(f"affine: scale must be positive; got a minimum of {scale.min().item():.3g}")
     radians = torch.deg2rad(angle)

@@ -101,8 +101,9 @@ def run_verify(args: argparse.Namespace) -> int:
         for check in bad:
             print(f"FAILED   {entry.name}: {check.path} failed its checksum: {check.detail}")
         if bad:
-            print(f"error: {entry.name}: {len(bad)} file(s) failed; run `dpdl data fetch {entry.name}`",
-                  file=sys.stderr)
+            print(
+                f"error: {entry.name}: {len(bad)} file(s) failed; run `dpdl data fetch {entry.name}`", file=sys.stderr
+            )
             status = FAILED
         elif missing and len(missing) == len(checks):
             print(f"missing  {entry.name}  (not cached; run `dpdl data fetch {entry.name}`)")
@@ -126,8 +127,10 @@ def run_path(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return FAILED
     if entry.provider == "files" and store.cached_count(entry.name) < len(entry.files):
-        print(f"error: {entry.name} is not (fully) in the cache {store.cache_dir()}; "
-              f"run `dpdl data fetch {entry.name}`", file=sys.stderr)
+        print(
+            f"error: {entry.name} is not (fully) in the cache {store.cache_dir()}; run `dpdl data fetch {entry.name}`",
+            file=sys.stderr,
+        )
         return FAILED
     print(where)
     return OK
@@ -188,4 +191,3 @@ def _provider_words(entry: Entry) -> str:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return USAGE
-

@@ -20,8 +20,8 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 

@@ -162,8 +162,10 @@ def mnist_loaders(
     from dpdl.data import vision
     from dpdl.device import device as default_device
 
-    readers = {"mnist": (vision.mnist_tensors, vision.MNIST_MEAN, vision.MNIST_STD),
-               "fashion_mnist": (vision.fashion_mnist_tensors, vision.FASHION_MNIST_MEAN, vision.FASHION_MNIST_STD)}
+    readers = {
+        "mnist": (vision.mnist_tensors, vision.MNIST_MEAN, vision.MNIST_STD),
+        "fashion_mnist": (vision.fashion_mnist_tensors, vision.FASHION_MNIST_MEAN, vision.FASHION_MNIST_STD),
+    }
     if dataset not in readers:
         raise ValueError(f"dataset must be 'mnist' or 'fashion_mnist'; got {dataset!r}")
     read, mean, std = readers[dataset]

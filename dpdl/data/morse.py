@@ -15,7 +15,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from dpdl.data.text import Vocab, check_split_fractions, pad_batch

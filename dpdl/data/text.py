@@ -85,7 +85,9 @@ class GloVe:
         """The vector of ``word``, shape ``(50,)``; :class:`UnknownWordError` if it is not in the vocabulary."""
         return self.vectors[self._row(word)]
 
-    def nearest(self, word_or_vector: str | Tensor, k: int = 10, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+    def nearest(
+        self, word_or_vector: str | Tensor, k: int = 10, exclude: Iterable[str] = ()
+    ) -> list[tuple[str, float]]:
         """The ``k`` words most similar (cosine) to a word or a ``(50,)`` vector, best first, as ``(word, cosine)``.
 
         A query word is left out of its own answer; ``exclude`` leaves out more words.
@@ -108,7 +110,7 @@ class GloVe:
         return [(self.words[i], float(c)) for c, i in zip(best.values.tolist(), best.indices.tolist())]
 
     def analogy(self, a: str, b: str, c: str, k: int = 5) -> list[tuple[str, float]]:
-        """"``a`` is to ``b`` as ``c`` is to ?": the words nearest (cosine) to ``b - a + c``, leaving out a, b and c.
+        """ "``a`` is to ``b`` as ``c`` is to ?": the words nearest (cosine) to ``b - a + c``, leaving out a, b and c.
 
         ``a``, ``b`` and ``c`` enter as unit-length vectors: this is 3CosAdd as GloVe's own evaluation
         script and gensim's ``evaluate_word_analogies`` compute it, so accuracies are comparable with

@@ -7,8 +7,8 @@ torchvision reads them as usual; ``mnist_tensors`` skips PIL and gives the whole
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -96,16 +96,12 @@ def mnist_tensors(split: str = "train", device: torch.device | str | None = None
     return _idx_tensors("mnist", "MNIST", split, device)
 
 
-def fashion_mnist_tensors(
-    split: str = "train", device: torch.device | str | None = None
-) -> tuple[Tensor, Tensor]:
+def fashion_mnist_tensors(split: str = "train", device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Fashion-MNIST as tensors, like :func:`mnist_tensors`: ``X`` uint8 ``(N, 28, 28)``, ``y`` int64 ``(N,)``."""
     return _idx_tensors("fashion_mnist", "FashionMNIST", split, device)
 
 
-def hymenoptera(
-    split: str = "train", transform: Callable | None = None, image_size: int = 224
-) -> datasets.ImageFolder:
+def hymenoptera(split: str = "train", transform: Callable | None = None, image_size: int = 224) -> datasets.ImageFolder:
     """The ants-vs-bees photos of the transfer-learning tutorial as a torchvision ``ImageFolder`` (lab 6).
 
     ``train`` holds 244 images (123 ants, 121 bees; the folder's one GIF is not an image ImageFolder
@@ -203,15 +199,15 @@ class Photos(torch.utils.data.Dataset):
         compute features once; with a random transform you would freeze one random draw.
         """
         if self.transform is None:
-            raise ValueError("tensors() needs a transform that gives tensors, e.g. photos.with_transform("
-                             "hymenoptera_transform('val', 224)).tensors()")
+            raise ValueError(
+                "tensors() needs a transform that gives tensors, e.g. photos.with_transform("
+                "hymenoptera_transform('val', 224)).tensors()"
+            )
         X = torch.stack([self.transform(image) for image in self.images])
         return X, self.targets.clone()
 
 
-def hymenoptera_photos(
-    split: str = "train", image_size: int = 224, transform: Callable | None = None
-) -> Photos:
+def hymenoptera_photos(split: str = "train", image_size: int = 224, transform: Callable | None = None) -> Photos:
     """The ants-vs-bees photos (like :func:`hymenoptera`), decoded once into memory for ``image_size`` inputs.
 
     Each photo is decoded shrunk to a short side of ``round(image_size * 256 / 224)`` (JPEG's decoder
@@ -248,8 +244,10 @@ def _resize_side(image_size: int) -> int:
     return round(image_size * 256 / 224)
 
 
-_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 _TENSOR_CACHE: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
 
 

@@ -27,11 +27,19 @@ import importlib.util
 import os
 import stat
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from dpdl.grading.guard import guard_failures
+from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, merge, parse_notebook, read_submission
+from dpdl.grading.report import CheckResult, GradeResult
+from dpdl.grading.runner import NbvalRun, run_nbval
+from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
+from dpdl.grading.scan import scan_answers
+from dpdl.grading.verdict import Record, expected_by_check, judge, parse_records
 from dpdl.notebooks.cells import (
     ReferenceNotebookError,
     answer_cells,
@@ -43,13 +51,6 @@ from dpdl.notebooks.cells import (
     hidden_cells,
     validate_reference,
 )
-from dpdl.grading.guard import guard_failures
-from dpdl.grading.merge import MAX_SUBMISSION_BYTES, SubmissionError, merge, parse_notebook, read_submission
-from dpdl.grading.report import CheckResult, GradeResult
-from dpdl.grading.runner import NbvalRun, run_nbval
-from dpdl.grading.scan import scan_answers
-from dpdl.grading.verdict import Record, expected_by_check, judge, parse_records
-from dpdl.grading.sandbox import Limits, SandboxUnavailable, require_sandbox
 
 if TYPE_CHECKING:
     import nbformat
@@ -287,7 +288,11 @@ def grade(
                 try:
                     learnt.append(
                         reference_values(
-                            reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, sandbox=sandbox,
+                            reference,
+                            cell_timeout=cell_timeout,
+                            timeout=timeout,
+                            threads=threads,
+                            sandbox=sandbox,
                             limits=limits,
                         )
                     )
@@ -304,15 +309,23 @@ def grade(
         expected = expected_for(path)
         try:
             result = grade_submission(
-                path, reference, cell_timeout=cell_timeout, timeout=timeout, threads=threads, expected=expected or {},
-                sandbox=sandbox, limits=limits,
+                path,
+                reference,
+                cell_timeout=cell_timeout,
+                timeout=timeout,
+                threads=threads,
+                expected=expected or {},
+                sandbox=sandbox,
+                limits=limits,
             )
             if expected is None and result.status != "invalid":  # unreadable a moment ago: hidden checks unjudged
                 reason = "the file changed while it was being graded; grade it again (--resume)"
                 checks = [replace(c, passed=False) for c in result.checks]
                 result = GradeResult(str(path), "error", reason, checks, sandboxed=sandbox)
         except Exception as err:  # a bug of the grader's own, met on this submission only: the batch goes on
-            checks = [CheckResult(id_, cell_points(cell), passed=False) for id_, cell in graded_cells(reference).items()]
+            checks = [
+                CheckResult(id_, cell_points(cell), passed=False) for id_, cell in graded_cells(reference).items()
+            ]
             reason = f"the grader failed: {type(err).__name__}: {str(err)[:300]}"
             result = GradeResult(str(path), "error", reason, checks, sandboxed=sandbox)
         result.submission_sha256 = sha256

@@ -20,9 +20,9 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from dpdl.grading.report import (
     WRITTEN_ANSWERS_FILE,
@@ -74,7 +74,7 @@ class Record:
         return json.dumps(data, indent=1) + "\n"  # ASCII: lone surrogates from file names survive
 
     @classmethod
-    def from_json(cls, text: str) -> "Record":
+    def from_json(cls, text: str) -> Record:
         data = json.loads(text)
         if data.get("format") != RECORD_FORMAT:
             raise ValueError(f"record format {data.get('format')!r}; this dpdl reads format {RECORD_FORMAT}")
@@ -232,9 +232,13 @@ class BatchOutput:
             rows = self.rows()
             for result in rows:
                 if result.submission not in self._feedback_written:
-                    write_atomically(self.feedback_dir / self.feedback_files[result.submission], feedback_markdown(result))
+                    write_atomically(
+                        self.feedback_dir / self.feedback_files[result.submission], feedback_markdown(result)
+                    )
             if self.written_ids:
-                write_atomically(self.feedback_dir / WRITTEN_ANSWERS_FILE, written_answers_markdown(rows, self.written_ids))
+                write_atomically(
+                    self.feedback_dir / WRITTEN_ANSWERS_FILE, written_answers_markdown(rows, self.written_ids)
+                )
             write_atomically(self.out, marks_csv_text(rows))
 
 
@@ -273,7 +277,9 @@ def merge_outputs(out: str | os.PathLike, sources: Sequence[str | os.PathLike]) 
     for source in sources:
         folder = _records_folder(Path(source))
         if folder.resolve() == target:
-            raise MergeError(f"{source}: merging into {out} would overwrite this shard's records; choose another OUT.csv")
+            raise MergeError(
+                f"{source}: merging into {out} would overwrite this shard's records; choose another OUT.csv"
+            )
         records, problems = read_records(folder)
         if problems:
             raise MergeError("; ".join(problems))
@@ -287,7 +293,9 @@ def merge_outputs(out: str | os.PathLike, sources: Sequence[str | os.PathLike]) 
             merged[submission] = (record, folder)
     if len(references) > 1:
         listed = ", ".join(f"{sha[:12]}… in {folder}" for sha, folder in references.items())
-        raise MergeError(f"the shards were graded against different references ({listed}); grade them all again with one")
+        raise MergeError(
+            f"the shards were graded against different references ({listed}); grade them all again with one"
+        )
     if duplicates:
         raise MergeError(f"graded in more than one shard: {'; '.join(duplicates)}; merge each submission once")
     submissions = sorted(merged)
@@ -310,6 +318,8 @@ def _records_folder(source: Path) -> Path:
     if source.suffix == ".csv":
         folder = records_dir(source)
         if not folder.is_dir():
-            raise MergeError(f"{source}: its records folder {folder} is missing; merge needs the records beside each marks.csv")
+            raise MergeError(
+                f"{source}: its records folder {folder} is missing; merge needs the records beside each marks.csv"
+            )
         return folder
     raise MergeError(f"{source}: not a shard's marks.csv or records folder")

@@ -61,7 +61,13 @@ def register(subparsers) -> None:
         "--feedback-dir", metavar="DIR",
         help="per-student feedback and written_answers.md (default: <out stem>_feedback beside --out)",
     )  # fmt: skip
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="notebooks graded at once (default %(default)s); each kernel then gets cores/N CPU threads")
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="notebooks graded at once (default %(default)s); each kernel then gets cores/N CPU threads",
+    )
     parser.add_argument(
         "--cell-timeout", type=positive_seconds, default=None, metavar="S",
         help=f"seconds one cell may run before it is interrupted and fails (default {DEFAULT_CELL_TIMEOUT:g})",
@@ -243,7 +249,9 @@ class _Progress:
 
         self.total, self.count, self.start = total, 0, time.monotonic()
         self.lock = threading.Lock()
-        self.bar = progress(total=total, file=sys.stderr, unit="notebook", desc="grading", leave=False, dynamic_ncols=True)
+        self.bar = progress(
+            total=total, file=sys.stderr, unit="notebook", desc="grading", leave=False, dynamic_ncols=True
+        )
 
     def done(self, result) -> None:
         with self.lock:

@@ -36,7 +36,8 @@ import ast
 import builtins
 import inspect
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "PREFIX",
@@ -124,7 +125,7 @@ def _tamper_message(message: str) -> str:
         if printed.startswith(PREFIX):
             return (
                 f"{PREFIX}the integrity check before this check failed and its error was hidden (answer code "
-                f"changed how errors are shown); it said: {printed[len(PREFIX):]}…"
+                f"changed how errors are shown); it said: {printed[len(PREFIX) :]}…"
             )
         if not printed:
             return (
@@ -202,16 +203,28 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
     Runs in the kernel, before the first answer cell. The verifier, ``verify(check_id, protected,
     shadowable)``, raises ``TamperError`` naming every change, or prints :func:`verify_output`.
     """
-    import builtins
     import sys
     import threading
     import types
 
     # The built-ins the verifier calls, saved now: answer code may replace them later.
     _isinstance, _type, _len, _repr, _str, _id = isinstance, type, len, repr, str, id
-    _list, _tuple, _sorted, _enumerate, _getattr, _vars, _callable = list, tuple, sorted, enumerate, getattr, vars, callable
+    _list, _tuple, _sorted, _enumerate, _getattr, _vars, _callable = (
+        list,
+        tuple,
+        sorted,
+        enumerate,
+        getattr,
+        vars,
+        callable,
+    )
     _list_append, _join, _type_type, _range, _dict, _list_type = list.append, str.join, type, range, dict, list
-    _Exception, _FunctionType, _ModuleType, _MethodType = Exception, types.FunctionType, types.ModuleType, types.MethodType
+    _Exception, _FunctionType, _ModuleType, _MethodType = (
+        Exception,
+        types.FunctionType,
+        types.ModuleType,
+        types.MethodType,
+    )
     _gettrace, _getprofile, _modules = sys.gettrace, sys.getprofile, sys.modules
     missing = object()
     # Names a library rebinds to a wrapper of the same function by itself: importing torch._dynamo (which
@@ -290,7 +303,11 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
         record_class(f"{label} ({_type(obj).__name__})", _type(obj))
         methods = set()
         for klass in _type(obj).__mro__:
-            methods.update(name for name, value in _vars(klass).items() if _callable(value) or _isinstance(value, (classmethod, staticmethod)))
+            methods.update(
+                name
+                for name, value in _vars(klass).items()
+                if _callable(value) or _isinstance(value, (classmethod, staticmethod))
+            )
         if _isinstance(_getattr(obj, "__dict__", None), dict):
             equal.append((f"{label}'s methods were replaced on the object",
                           lambda o=obj, m=methods: _shadowing(o, m), _shadowing(obj, methods)))  # fmt: skip
@@ -322,7 +339,9 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
                 namespace = _vars(module)
                 volatile = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "input"}  # set per cell
                 for entry, value in _list(namespace.items()):
-                    if entry not in volatile and (not entry.startswith("_") or entry in ("__import__", "__build_class__")):
+                    if entry not in volatile and (
+                        not entry.startswith("_") or entry in ("__import__", "__build_class__")
+                    ):
                         records.append((f"builtins.{entry}", namespace, entry, value))
             else:
                 record_namespace(name, _vars(module), public_only=True)
@@ -342,7 +361,9 @@ def install(watched, prefix, key):  # noqa: C901 - one closure on purpose; no an
             equal.append(("torch's function mode stack (a TorchFunctionMode is active)", modes, modes()))
         dispatch_depth = _getattr(torch._C, "_len_torch_dispatch_stack", None)
         if dispatch_depth is not None:
-            equal.append(("torch's dispatch mode stack (a TorchDispatchMode is active)", dispatch_depth, dispatch_depth()))
+            equal.append(
+                ("torch's dispatch mode stack (a TorchDispatchMode is active)", dispatch_depth, dispatch_depth())
+            )
 
     # Trace and profile functions, sys hooks, the streams outputs go through.
     sys_namespace = _vars(sys)

@@ -9,9 +9,21 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
+from dpdl.grading.guard import (
+    METADATA_KEY as GUARD_METADATA_KEY,
+)
+from dpdl.grading.guard import (
+    builtin_names,
+    install_cell_source,
+    names_assigned,
+    names_read,
+    verify_cell_source,
+    verify_output,
+)
 from dpdl.notebooks.cells import (
     ANSWER_BEGIN_RE,
     ANSWER_END_RE,
@@ -23,15 +35,6 @@ from dpdl.notebooks.cells import (
     cell_source,
     check_cells,
     written_cells,
-)
-from dpdl.grading.guard import (
-    METADATA_KEY as GUARD_METADATA_KEY,
-    builtin_names,
-    install_cell_source,
-    names_assigned,
-    names_read,
-    verify_cell_source,
-    verify_output,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +111,9 @@ def parse_notebook(data: bytes) -> dict[str, Any]:
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise SubmissionError("not a notebook: JSON without a list of 'cells'")
     if nb.get("nbformat") != 4:
-        raise SubmissionError(f"nbformat {_short(repr(nb.get('nbformat')))} notebook; only nbformat 4 (Jupyter 4 or later) is graded")
+        raise SubmissionError(
+            f"nbformat {_short(repr(nb.get('nbformat')))} notebook; only nbformat 4 (Jupyter 4 or later) is graded"
+        )
     for index, cell in enumerate(nb["cells"]):
         problem = _cell_shape_problem(cell)
         if problem:
@@ -233,7 +238,7 @@ def _with_guard_cells(reference_cells: list, cells: list) -> list:
     for index in range(start, len(cells)):
         if roles[index] in GRADED_ROLES:
             read = names_read(sources[index]) or set()
-            later = assigned[start:index + 1]
+            later = assigned[start : index + 1]
             known = all(names is not None for names in assigned[: index + 1])
             rebound = set().union(*(names or set() for names in later))
             protected = (read & before_answers) - rebound if known else set()
@@ -260,7 +265,9 @@ def _written_text(source: str, reference_source: str) -> str:
         text = match.group(1)
     else:
         lines, reference_lines = _lines(source), _lines(reference_source)
-        marks = [i for i, line in enumerate(reference_lines) if ANSWER_BEGIN_RE.match(line) or ANSWER_END_RE.match(line)]
+        marks = [
+            i for i, line in enumerate(reference_lines) if ANSWER_BEGIN_RE.match(line) or ANSWER_END_RE.match(line)
+        ]
         if marks:
             before, after = reference_lines[: marks[0]], reference_lines[marks[-1] + 1 :]
             if lines[: len(before)] == before:

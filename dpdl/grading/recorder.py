@@ -17,7 +17,8 @@ import json
 import os
 import re
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from dpdl.grading.kernels import KERNEL_DIED, notice_dead_kernels, retry_kernel_starts, start_kernels_in_sandbox
 
@@ -86,7 +87,9 @@ def failure_message(item: Any, call: Any, report: Any) -> str:
     if text == KERNEL_DIED:
         return "the kernel died while running this cell (a crash, exit(), os._exit() or out of memory)"
     if text.startswith("Kernel dead"):
-        return "not run: the kernel had died in an earlier cell (a crash, exit() or a cell that could not be interrupted)"
+        return (
+            "not run: the kernel had died in an earlier cell (a crash, exit() or a cell that could not be interrupted)"
+        )
     errors = [out for out in (getattr(item, "test_outputs", None) or []) if out.get("output_type") == "error"]
     if errors:
         return exception_line(errors[-1])
@@ -95,7 +98,7 @@ def failure_message(item: Any, call: Any, report: Any) -> str:
         skip = "assert reference_output == test_output failed:"
         detail = " ".join(line.strip() for line in detail.splitlines() if line.strip() and line.strip() != skip)
         stream = re.match(r"mismatch '([^']+)'\s*", detail)
-        detail = f" ({stream.group(1)}): {detail[stream.end():]}" if stream else f": {detail}"
+        detail = f" ({stream.group(1)}): {detail[stream.end() :]}" if stream else f": {detail}"
         return truncate(f"output differs from the reference{detail}")
     return truncate(f"{type(error).__name__}: {text}" if error is not None else text)
 
@@ -117,8 +120,8 @@ def _short_difference(expected: str, got: str) -> list[str]:
     start = max(0, at - 20)
     return [
         f"first difference at character {at} (expected {len(expected)} characters, got {len(got)})",
-        f"expected: {expected[start:at + 60]!r}",
-        f"got: {got[start:at + 60]!r}",
+        f"expected: {expected[start : at + 60]!r}",
+        f"got: {got[start : at + 60]!r}",
     ]
 
 

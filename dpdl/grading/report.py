@@ -18,9 +18,10 @@ import io
 import os
 import re
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from dpdl.notebooks.cells import MARKS_COLUMNS
 
@@ -110,7 +111,7 @@ class GradeResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GradeResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> GradeResult:
         """The result :meth:`to_dict` wrote; raises ``KeyError``/``TypeError``/``ValueError`` on other data."""
         values = dict(data)
         checks = [CheckResult(**check) for check in values.pop("checks", [])]
@@ -168,7 +169,12 @@ def feedback_markdown(result: GradeResult) -> str:
         verdict = "graded"
     else:
         verdict = f"not fully graded ({result.status}): {_inline(result.reason)}"
-    lines = [f"# Feedback on {_inline(result.submission)}", "", f"**{result.total} / {result.max} points** — {verdict}", ""]
+    lines = [
+        f"# Feedback on {_inline(result.submission)}",
+        "",
+        f"**{result.total} / {result.max} points** — {verdict}",
+        "",
+    ]
     if result.checks:
         lines += ["| check | points | result |", "|---|---:|---|"]
         for check in result.checks:
@@ -235,7 +241,9 @@ def _stem_parts(submission: str) -> tuple[str, ...]:
     return (*path.parent.parts, path.stem) if path.name else path.parts
 
 
-def write_feedback(results: Sequence[GradeResult], directory: str | os.PathLike, written_ids: Sequence[str] = ()) -> list[Path]:
+def write_feedback(
+    results: Sequence[GradeResult], directory: str | os.PathLike, written_ids: Sequence[str] = ()
+) -> list[Path]:
     """Write each student's feedback, and ``written_answers.md`` when the exercise has written answers."""
     directory = Path(directory)
     paths = []

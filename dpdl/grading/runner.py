@@ -23,9 +23,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dpdl.grading.recorder import ANSI, SANDBOX_SPEC_ENV, truncate
 from dpdl.grading.verdict import MAX_VALUES_BYTES, VALUES_ENV

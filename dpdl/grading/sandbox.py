@@ -28,9 +28,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 __all__ = [
     "FIRST_UID",
@@ -230,7 +230,7 @@ class KernelSandbox:
         prlimit = [
             shutil.which("prlimit") or "/usr/bin/prlimit",
             f"--data={limits.memory}", f"--nproc={limits.processes}", f"--fsize={limits.file_size}",
-            f"--nofile={limits.open_files}", f"--core=0", "--",
+            f"--nofile={limits.open_files}", "--core=0", "--",
         ]  # fmt: skip
         if self.uid is not None:
             drop = [
@@ -305,7 +305,7 @@ def _unmount_dead_graders_dirs() -> None:
             continue
         target = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), before.split()[4]))
         try:
-            alive = open(target.parent / ".alive", "r")
+            alive = open(target.parent / ".alive")
         except OSError:
             continue  # not made by this version: leave it alone
         with alive:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["scan_answers", "scan_source"]
 
@@ -251,7 +251,9 @@ class _Scanner(ast.NodeVisitor):
             if why:
                 self.flag(node, f"from {module} import {alias.name}", why)
             if alias.name in _ALWAYS_EQUAL_DUNDERS | {"TorchFunctionMode", "TorchDispatchMode"}:
-                self.flag(node, f"from {module} import {alias.name}", "imports a hook that changes how operations behave")
+                self.flag(
+                    node, f"from {module} import {alias.name}", "imports a hook that changes how operations behave"
+                )
 
     # names and attributes --------------------------------------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
@@ -357,7 +359,10 @@ class _Scanner(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         self._builtin_definition(node, node.name, f"class {node.name}")
         for statement in node.body:
-            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and statement.name in _ALWAYS_EQUAL_DUNDERS:
+            if (
+                isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and statement.name in _ALWAYS_EQUAL_DUNDERS
+            ):
                 self.flag(statement, f"def {statement.name}", "defines how objects compare or dispatch (an object "
                           "equal to anything passes `==` checks)")  # fmt: skip
             elif isinstance(statement, ast.Assign):
@@ -381,4 +386,3 @@ def _outside_path(node: ast.AST) -> str | None:
     if text.startswith(("/", "~", "\\")) or (len(text) > 1 and text[1] == ":") or ".." in parts:
         return whole
     return None
-

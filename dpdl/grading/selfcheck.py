@@ -34,12 +34,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 from dpdl.grading import submission_bytes
 from dpdl.grading.cli import positive_seconds
+from dpdl.grading.kernels import KERNEL_START_ATTEMPTS, KERNEL_START_FAILURES
+from dpdl.grading.merge import SubmissionError, parse_notebook
+from dpdl.grading.recorder import exception_line  # the grader's own wording
+from dpdl.grading.report import CheckResult
 from dpdl.notebooks.cells import (
     ANSWER_PLACEHOLDER,
     METADATA_KEY,
@@ -49,10 +54,6 @@ from dpdl.notebooks.cells import (
     cell_role,
     cell_source,
 )
-from dpdl.grading.merge import SubmissionError, parse_notebook
-from dpdl.grading.report import CheckResult
-from dpdl.grading.kernels import KERNEL_START_ATTEMPTS, KERNEL_START_FAILURES
-from dpdl.grading.recorder import exception_line  # the grader's own wording
 from dpdl.notebooks.run import KERNEL_NAME, has_nbval_marker, kernel_env
 
 __all__ = [
@@ -269,7 +270,8 @@ def run_checks(
         )
 
     results: dict[int, CheckResult] = {
-        index: CheckResult(id_, points, passed=False, message="not run") for index, (id_, points) in review.checks.items()
+        index: CheckResult(id_, points, passed=False, message="not run")
+        for index, (id_, points) in review.checks.items()
     }
     position = {index: n for n, index in enumerate(review.checks, start=1)}
     cell_errors: dict[int, str] = {}
@@ -362,8 +364,8 @@ def check_notebook(
             "added outside the answer cells from the exercise's own: the grader runs only your answer cells."
         )
     try:
-        import nbclient  # noqa: F401
         import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
     except ImportError as err:
         say(
             f"error: running the notebook needs the Python package {err.name!r} (part of Jupyter); install it "
@@ -395,7 +397,9 @@ def check_notebook(
             name = f"answer cell `{cell_id(cell)}`" if cell_role(cell) == "answer" else "a cell"
             say(f"  cell {index + 1}, {name} {_first_line(cell_source(cell))}: {message}")
     if review.empty_written:
-        say(f"Written answers still empty: {', '.join(review.empty_written)} (replace {ANSWER_PLACEHOLDER} with your answer)")
+        say(
+            f"Written answers still empty: {', '.join(review.empty_written)} (replace {ANSWER_PLACEHOLDER} with your answer)"
+        )
     elif review.written:
         say("Every written answer has text (they are marked by hand).")
     if review.problems:

@@ -129,7 +129,9 @@ def _check_input_size(model_name: str, input_size: int | tuple[int, int]) -> tup
         or len(input_size) != 2
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_size)
     ):
-        raise ValueError(f"{model_name}: input_size must be a positive int (square images) or (H, W); got {input_size!r}")
+        raise ValueError(
+            f"{model_name}: input_size must be a positive int (square images) or (H, W); got {input_size!r}"
+        )
     return (input_size[0], input_size[1])
 
 

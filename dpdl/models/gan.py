@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dpdl.models.cnn import check_images
 from dpdl._checks import check_sizes
+from dpdl.models.cnn import check_images
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator"]
 

@@ -61,4 +61,3 @@ def _example_shape(in_features: int) -> str:
     if side * side == in_features:
         return f"(B, 1, {side}, {side}) or (B, {in_features})"
     return f"(B, {in_features})"
-

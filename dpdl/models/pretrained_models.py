@@ -64,8 +64,10 @@ class PretrainedModel:
         """
         if not isinstance(X, Tensor) or X.dim() != 4 or X.shape[1] != 3:
             shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
-            raise ValueError(f"features expects a batch of RGB images (N, 3, H, W); got {shape} — "
-                             "stack transformed images with torch.stack, or add the batch dimension with X[None]")
+            raise ValueError(
+                f"features expects a batch of RGB images (N, 3, H, W); got {shape} — "
+                "stack transformed images with torch.stack, or add the batch dimension with X[None]"
+            )
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
         head_name, model = self.head_name, self.model

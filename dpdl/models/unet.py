@@ -90,7 +90,9 @@ class SmallUNet(nn.Module):
             if level < len(channels) - 1:
                 self.upsamples.append(nn.Conv2d(incoming, incoming, 3, padding=1))
             self.up_blocks.append(_ResBlock(incoming + channels[level], channels[level], time_dim))
-        self.head = nn.Sequential(nn.GroupNorm(4, channels[0]), nn.SiLU(), nn.Conv2d(channels[0], in_channels, 3, padding=1))
+        self.head = nn.Sequential(
+            nn.GroupNorm(4, channels[0]), nn.SiLU(), nn.Conv2d(channels[0], in_channels, 3, padding=1)
+        )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 

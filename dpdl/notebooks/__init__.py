@@ -77,20 +77,22 @@ def public_repo(root: str | os.PathLike | None = None) -> str:
     try:
         settings = _toml_load(pyproject.read_bytes())
     except FileNotFoundError:
-        raise LookupError(f"no {pyproject}, so no {PUBLIC_REPO_SETTING} setting; run this in a checkout of the "
-                          "course repository, or pass the repository (OWNER/NAME) explicitly") from None
+        raise LookupError(
+            f"no {pyproject}, so no {PUBLIC_REPO_SETTING} setting; run this in a checkout of the "
+            "course repository, or pass the repository (OWNER/NAME) explicitly"
+        ) from None
     value = settings.get("tool", {}).get("dpdl", {}).get(PUBLIC_REPO_SETTING)
     if value is None:
-        raise LookupError(f"{where} is missing; add `{PUBLIC_REPO_SETTING} = \"OWNER/NAME\"` (the public "
-                          "student repository on GitHub)")
+        raise LookupError(
+            f'{where} is missing; add `{PUBLIC_REPO_SETTING} = "OWNER/NAME"` (the public student repository on GitHub)'
+        )
     return check_repo_name(value, where=where)
 
 
 def check_repo_name(repo: object, *, where: str = "the repository") -> str:
     """``repo`` if it is a GitHub ``OWNER/NAME``; otherwise a ``ValueError`` saying what is wrong."""
     if not isinstance(repo, str) or not _REPO_NAME_RE.match(repo) or repo.endswith((".git", ".")):
-        raise ValueError(f"{where} must be a GitHub repository written OWNER/NAME (e.g. my-course/dpdl); "
-                         f"got {repo!r}")
+        raise ValueError(f"{where} must be a GitHub repository written OWNER/NAME (e.g. my-course/dpdl); got {repo!r}")
     return repo
 
 
@@ -99,10 +101,12 @@ def install_source(repo: str | None = None, branch: str = BRANCH) -> str:
     only, from ``branch`` when it is not :data:`BRANCH`. A no-op elsewhere, where students follow the
     README."""
     url = f"git+https://github.com/{_repo_or_setting(repo)}" + (f"@{branch}" if branch != BRANCH else "")
-    return ("# Colab only: install dpdl (elsewhere follow the README's set-up).\n"
-            "import sys\n"
-            'if "google.colab" in sys.modules:\n'
-            f'    %pip install -q "dpdl @ {url}"')
+    return (
+        "# Colab only: install dpdl (elsewhere follow the README's set-up).\n"
+        "import sys\n"
+        'if "google.colab" in sys.modules:\n'
+        f'    %pip install -q "dpdl @ {url}"'
+    )
 
 
 def _repo_or_setting(repo: str | None) -> str:
@@ -141,8 +145,9 @@ def colab_url(
 ) -> str:
     """The URL that opens ``path`` (a notebook in this repository) on Colab, from ``repo`` (default
     :data:`REPO`, the public student repository) on GitHub, branch ``branch``."""
-    return (f"https://colab.research.google.com/github/{_repo_or_setting(repo)}/blob/{branch}/"
-            f"{repo_path(path, root=root)}")
+    return (
+        f"https://colab.research.google.com/github/{_repo_or_setting(repo)}/blob/{branch}/{repo_path(path, root=root)}"
+    )
 
 
 def badge_markdown(

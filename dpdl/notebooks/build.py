@@ -43,9 +43,10 @@ import copy
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from dpdl.notebooks import (
     BRANCH,
@@ -60,7 +61,6 @@ from dpdl.notebooks import (
     student_path,
     write_notebook,
 )
-
 from dpdl.notebooks.cells import (
     ANSWER_BEGIN,
     ANSWER_BEGIN_RE,
@@ -142,7 +142,7 @@ def stub_source(source: str, cell_type: str, *, cell_id: str | None = None) -> s
     out: list[str] = []
     position = 0
     for block in blocks:
-        out.extend(lines[position:block.begin])
+        out.extend(lines[position : block.begin])
         if cell_type == "markdown":
             out.append(block.indent + ANSWER_PLACEHOLDER)
         else:
@@ -181,7 +181,10 @@ def stub_message(source: str, block: Block, *, cell_id: str | None = None) -> st
 
 
 def build_student_copy(
-    source_path: str | os.PathLike, *, repo: str | None = None, root: str | os.PathLike | None = None,
+    source_path: str | os.PathLike,
+    *,
+    repo: str | None = None,
+    root: str | os.PathLike | None = None,
     branch: str = BRANCH,
 ) -> NotebookNode:
     """The student copy of the instructor notebook at ``source_path`` (not written; see
@@ -205,8 +208,9 @@ def build_student_copy(
                 cell.outputs = []
                 cell.execution_count = None
             elif "attachments" in cell:  # images pasted into an answer go with it
-                cell.attachments = {name: data for name, data in cell.attachments.items()
-                                    if f"attachment:{name}" in new_source}
+                cell.attachments = {
+                    name: data for name, data in cell.attachments.items() if f"attachment:{name}" in new_source
+                }
             cell.source = new_source
         if cell.cell_type == "code":
             for output in cell.get("outputs", []):
@@ -218,7 +222,11 @@ def build_student_copy(
 
 
 def retarget(
-    nb: NotebookNode, path: str | os.PathLike, *, repo: str | None = None, branch: str = BRANCH,
+    nb: NotebookNode,
+    path: str | os.PathLike,
+    *,
+    repo: str | None = None,
+    branch: str = BRANCH,
     root: str | os.PathLike | None = None,
 ) -> NotebookNode:
     """Point ``nb`` (to be saved at ``path``) at ``repo`` and ``branch``, in place: the Colab badge of
@@ -253,7 +261,10 @@ def is_edited(path: str | os.PathLike) -> bool:
 
 
 def write_student_copy(
-    source_path: str | os.PathLike, *, repo: str | None = None, root: str | os.PathLike | None = None,
+    source_path: str | os.PathLike,
+    *,
+    repo: str | None = None,
+    root: str | os.PathLike | None = None,
     force: bool = False,
 ) -> Path:
     """Build the student copy of ``source_path`` and write it to ``student/<same name>`` beside it
@@ -319,11 +330,23 @@ class _Markers:
 
 
 _CODE_MARKERS = _Markers(
-    "solution", SOLUTION_BEGIN, SOLUTION_END, SOLUTION_BEGIN_RE, SOLUTION_END_RE, SOLUTION_LIKE_RE,
-    ANSWER_LIKE_RE, "code cells use ### BEGIN SOLUTION / ### END SOLUTION", comment_only=True,
+    "solution",
+    SOLUTION_BEGIN,
+    SOLUTION_END,
+    SOLUTION_BEGIN_RE,
+    SOLUTION_END_RE,
+    SOLUTION_LIKE_RE,
+    ANSWER_LIKE_RE,
+    "code cells use ### BEGIN SOLUTION / ### END SOLUTION",
+    comment_only=True,
 )
 _MARKDOWN_MARKERS = _Markers(
-    "answer", ANSWER_BEGIN, ANSWER_END, ANSWER_BEGIN_RE, ANSWER_END_RE, ANSWER_LIKE_RE,
+    "answer",
+    ANSWER_BEGIN,
+    ANSWER_END,
+    ANSWER_BEGIN_RE,
+    ANSWER_END_RE,
+    ANSWER_LIKE_RE,
     re.compile(r"^#+[ \t]*(?i:BEGIN|END)[ \t_-]*(?i:SOLUTION)"),
     "markdown cells use BEGIN ANSWER / END ANSWER (alone on a line or as <!-- BEGIN ANSWER -->)",
     comment_only=False,
@@ -365,8 +388,10 @@ def _scan(source: str, markers: _Markers) -> list[Block]:
                 f"{markers.begin!r}{optional_hint} or {markers.end!r} alone on its line"
             )
         elif markers.wrong_kind_re.search(stripped):
-            raise MarkerError(f"{where}: wrong kind of marker for a {'code' if markers.comment_only else 'markdown'} "
-                              f"cell; {markers.fix_wrong_kind}")
+            raise MarkerError(
+                f"{where}: wrong kind of marker for a {'code' if markers.comment_only else 'markdown'} "
+                f"cell; {markers.fix_wrong_kind}"
+            )
     if opened is not None:
         raise MarkerError(
             f"line {opened[0] + 1} ({opened[1].group(0).strip()!r}): {markers.begin!r} without a matching "
@@ -417,14 +442,18 @@ def _enclosing_function(source: str, block: Block) -> tuple[str, str | None] | N
 def _comment_above(source: str, block: Block) -> str | None:
     """The comment lines right above the block's BEGIN line (without ``#``), joined; or, when the line
     above is ``name = ...  # comment``, "fill `name`: comment"; or None."""
-    lines = source.split("\n")[:block.begin]
+    lines = source.split("\n")[: block.begin]
     if lines and (assigned := _ASSIGNMENT_WITH_COMMENT_RE.match(lines[-1])):
         return _summary(f"fill `{assigned.group('name')}`: {assigned.group('comment')}")
     comment: list[str] = []
     for line in reversed(lines):
         stripped = line.strip()
-        if (not stripped.startswith("#") or stripped.startswith("# NBVAL")
-                or SOLUTION_BEGIN_RE.match(line) or SOLUTION_END_RE.match(line)):  # another block's end
+        if (
+            not stripped.startswith("#")
+            or stripped.startswith("# NBVAL")
+            or SOLUTION_BEGIN_RE.match(line)
+            or SOLUTION_END_RE.match(line)
+        ):  # another block's end
             break
         comment.insert(0, stripped.lstrip("#").strip())
     return _summary(" ".join(comment)) if any(comment) else None

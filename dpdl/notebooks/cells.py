@@ -36,7 +36,8 @@ are copied, while cell metadata survives Jupyter, JupyterLab, Colab and ``dpdl n
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "SOLUTION_BEGIN",
@@ -130,7 +131,9 @@ def mark_cell(cell: Any, id: str, role: str, points: int | None = None) -> Any:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}; got {role!r}")
     if not isinstance(id, str) or not _ID_PATTERN.match(id) or id in RESERVED_IDS:
-        raise ValueError(f"id must be letters, digits, '_', '-' or '.' and not one of {sorted(RESERVED_IDS)}; got {id!r}")
+        raise ValueError(
+            f"id must be letters, digits, '_', '-' or '.' and not one of {sorted(RESERVED_IDS)}; got {id!r}"
+        )
     if (role in GRADED_ROLES) != (points is not None):
         raise ValueError(
             f"points are required for check and hidden cells and only for them; got role={role!r}, points={points!r}"
@@ -211,7 +214,9 @@ def _metadata_problems(cell: Mapping[str, Any], where: str, seen: dict[str, int]
     problems = []
     unknown = set(entry) - {"id", "role", "points"}
     if unknown:
-        problems.append(f"{where}: unknown keys {sorted(unknown)} in metadata.{METADATA_KEY}; allowed: id, role, points")
+        problems.append(
+            f"{where}: unknown keys {sorted(unknown)} in metadata.{METADATA_KEY}; allowed: id, role, points"
+        )
     id_, role = entry.get("id"), entry.get("role")
     if not isinstance(id_, str) or not _ID_PATTERN.match(id_):
         problems.append(f"{where}: id {id_!r} must be a string of letters, digits, '_', '-' or '.'")

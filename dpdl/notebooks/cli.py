@@ -15,21 +15,25 @@ from dpdl.notebooks.run import CELL_TIMEOUT
 
 __all__ = ["register"]
 
-_MISSING = ("dpdl notebooks needs nbformat, nbclient and ipykernel (development requirements); "
-            "install them with: pip install -e \".[dev]\"")
+_MISSING = (
+    "dpdl notebooks needs nbformat, nbclient and ipykernel (development requirements); "
+    'install them with: pip install -e ".[dev]"'
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "notebooks", help="run notebooks for commit, build student copies, check conventions",
+        "notebooks",
+        help="run notebooks for commit, build student copies, check conventions",
         description="Tools for the lab and exercise notebooks (see DEVELOPERS.md, 'Notebooks').",
     )
     commands = parser.add_subparsers(dest="notebooks_command", metavar="ACTION", required=True)
 
     run = commands.add_parser(
-        "run", help="execute notebooks top to bottom in a fresh kernel and save them cleaned",
+        "run",
+        help="execute notebooks top to bottom in a fresh kernel and save them cleaned",
         description="Execute each notebook in a fresh python3 kernel (CI=1, DPDL_PROGRESS=0, working "
-                    "directory = its folder), strip widget state and personal metadata, save it in place.",
+        "directory = its folder), strip widget state and personal metadata, save it in place.",
     )
     run.add_argument("paths", nargs="+", metavar="PATH", help="notebooks to execute")
     run.add_argument(
@@ -38,22 +42,30 @@ def register(subparsers) -> None:
     run.set_defaults(func=_run)
 
     build = commands.add_parser(
-        "build", help="generate the student copies (student/<name> beside each source)",
+        "build",
+        help="generate the student copies (student/<name> beside each source)",
         description="Generate student copies: solutions replaced by stubs. Without PATHS, every notebook "
-                    "under labs/ and exercises/ (student/ folders excluded). A copy a person has edited "
-                    "is never overwritten without --force.",
+        "under labs/ and exercises/ (student/ folders excluded). A copy a person has edited "
+        "is never overwritten without --force.",
     )
     build.add_argument("paths", nargs="*", metavar="PATH", help="instructor notebooks (default: all)")
-    build.add_argument("--check", action="store_true",
-                       help="write nothing; exit 1 listing student copies that are missing, stale or edited (CI)")
-    build.add_argument("--force", action="store_true",
-                       help="overwrite student copies even where a person has edited them (their edits are lost)")
+    build.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 listing student copies that are missing, stale or edited (CI)",
+    )
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite student copies even where a person has edited them (their edits are lost)",
+    )
     build.set_defaults(func=_build)
 
     check = commands.add_parser(
-        "check", help="check notebooks against the conventions of DEVELOPERS.md",
+        "check",
+        help="check notebooks against the conventions of DEVELOPERS.md",
         description="Check notebooks against the conventions. Without PATHS, every instructor notebook "
-                    "and student copy under labs/ and exercises/.",
+        "and student copy under labs/ and exercises/.",
     )
     check.add_argument("paths", nargs="*", metavar="PATH", help="notebooks to check (default: all)")
     check.set_defaults(func=_check)
@@ -99,8 +111,10 @@ def _build(args: argparse.Namespace) -> int:
         if args.check:
             problems = stale_student_copies(sources)
             if root is not None:
-                problems += [f"{path}: no instructor source beside student/ (delete it or restore the source)"
-                             for path in _relative(orphaned_student_copies(root))]
+                problems += [
+                    f"{path}: no instructor source beside student/ (delete it or restore the source)"
+                    for path in _relative(orphaned_student_copies(root))
+                ]
             for problem in problems:
                 print(problem)
             print(f"{len(sources)} student copies checked, {len(problems)} problems")

@@ -11,10 +11,10 @@ import io
 import os
 import re
 import tokenize
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
-from dpdl.notebooks.cells import ReferenceNotebookError, validate_reference
 from dpdl.notebooks import (
     INSTALL_URL_RE,
     PUBLIC_REPO_SETTING,
@@ -27,6 +27,7 @@ from dpdl.notebooks import (
     repo_path,
 )
 from dpdl.notebooks.build import MarkerError, build_student_copy, find_blocks, is_edited
+from dpdl.notebooks.cells import ReferenceNotebookError, validate_reference
 from dpdl.notebooks.run import (
     KERNEL_NAME,
     PERSONAL_CELL_METADATA,
@@ -73,40 +74,45 @@ Rule = Callable[["NotebookNode", _Context], Iterator[str]]
 def _title_badge(nb, context) -> Iterator[str]:
     expected = colab_url(context.path.absolute(), root=context.root)
     if not nb.cells or nb.cells[0].cell_type != "markdown":
-        yield ("cell 0: the first cell must be the markdown title cell with the Colab badge; "
-               "generate it with dpdl.notebooks.title_cell(path, title, summary)")
+        yield (
+            "cell 0: the first cell must be the markdown title cell with the Colab badge; "
+            "generate it with dpdl.notebooks.title_cell(path, title, summary)"
+        )
         return
     urls = _COLAB_URL_RE.findall(nb.cells[0].source)
     if not urls:
-        yield (f"cell 0: the title cell has no Colab badge; add dpdl.notebooks.badge_markdown(path), "
-               f"which links {expected}")
+        yield (
+            f"cell 0: the title cell has no Colab badge; add dpdl.notebooks.badge_markdown(path), "
+            f"which links {expected}"
+        )
     for url in urls:
         if url != expected:
             yield f"cell 0: the Colab badge opens {url}, not this notebook; it must link {expected}"
 
 
 def _install_cell(nb, context) -> Iterator[str]:
-    fix = "use dpdl.notebooks.install_source() (a `%pip install` under `if \"google.colab\" in sys.modules:`)"
+    fix = 'use dpdl.notebooks.install_source() (a `%pip install` under `if "google.colab" in sys.modules:`)'
     if len(nb.cells) < 2 or nb.cells[1].cell_type != "code":
         yield f"cell 1: the second cell must be the Colab install cell; {fix}"
         return
     lines = nb.cells[1].source.splitlines()
     guard = next(((i, m) for i, line in enumerate(lines) if (m := _GUARD_RE.match(line))), None)
     if guard is None:
-        yield f"cell 1: the install cell has no `if \"google.colab\" in sys.modules:` guard; {fix}"
+        yield f'cell 1: the install cell has no `if "google.colab" in sys.modules:` guard; {fix}'
         return
     guard_line, guard_match = guard
     if not any(re.match(r"^\s*import\s+sys\b", line) for line in lines[:guard_line]):
         yield "cell 1: the install cell tests sys.modules without `import sys` before the guard; add it"
     body_indent = len(guard_match.group("indent"))
     in_body, installs = True, 0
-    for number, line in enumerate(lines[guard_line + 1:], start=guard_line + 1):
+    for number, line in enumerate(lines[guard_line + 1 :], start=guard_line + 1):
         if line.strip() and len(line) - len(line.lstrip()) <= body_indent:
             in_body = False
         if _PIP_RE.match(line):
             if not in_body:
-                yield (f"cell 1, line {number + 1}: `{line.strip()}` installs outside Colab too; "
-                       "indent it under the guard")
+                yield (
+                    f"cell 1, line {number + 1}: `{line.strip()}` installs outside Colab too; indent it under the guard"
+                )
             elif line.strip().startswith("!"):
                 yield f"cell 1, line {number + 1}: use `%pip install` (installs into the running kernel), not `!pip`"
             else:
@@ -117,9 +123,11 @@ def _install_cell(nb, context) -> Iterator[str]:
         yield f"cell 1: the Colab guard installs nothing; {fix}"
     for match in INSTALL_URL_RE.finditer(nb.cells[1].source):
         if match.group("repo") != REPO:
-            yield (f"cell 1: installs dpdl from github.com/{match.group('repo')}, not from the public repository "
-                   f"{REPO} ([tool.dpdl] {PUBLIC_REPO_SETTING} in pyproject.toml); use "
-                   "dpdl.notebooks.install_source()")
+            yield (
+                f"cell 1: installs dpdl from github.com/{match.group('repo')}, not from the public repository "
+                f"{REPO} ([tool.dpdl] {PUBLIC_REPO_SETTING} in pyproject.toml); use "
+                "dpdl.notebooks.install_source()"
+            )
 
 
 def _execution_order(nb, context) -> Iterator[str]:
@@ -130,8 +138,10 @@ def _execution_order(nb, context) -> Iterator[str]:
         if cell.execution_count != expected:
             count = cell.execution_count
             found = "was not executed" if count is None else f"has execution count {count}"
-            yield (f"cell {index}: {found}, expected {expected}; commit notebooks run top to bottom in a fresh "
-                   f"kernel with `dpdl notebooks run {context.path}`")
+            yield (
+                f"cell {index}: {found}, expected {expected}; commit notebooks run top to bottom in a fresh "
+                f"kernel with `dpdl notebooks run {context.path}`"
+            )
             return
         expected += 1
 
@@ -144,8 +154,10 @@ def _outputs_committed(nb, context) -> Iterator[str]:
 def _no_trailing_semicolon(nb, context) -> Iterator[str]:
     for index, cell in _code_cells(nb):
         if _ends_with_semicolon(cell.source):
-            yield (f"cell {index}: the last line ends with ';' to hide its value; assign it to `_` instead "
-                   "(`_ = plt.plot(...)`)")
+            yield (
+                f"cell {index}: the last line ends with ';' to hide its value; assign it to `_` instead "
+                "(`_ = plt.plot(...)`)"
+            )
 
 
 def _no_personal_metadata(nb, context) -> Iterator[str]:
@@ -158,8 +170,10 @@ def _no_personal_metadata(nb, context) -> Iterator[str]:
         if found:
             yield f"cell {index}: metadata holds Colab/editor clutter or timings ({', '.join(found)}); {fix}"
         if any(WIDGET_MIME in output.get("data", {}) for output in cell.get("outputs", [])):
-            yield (f"cell {index}: an output is a widget (a progress bar?); run with `dpdl notebooks run`, "
-                   "which sets CI=1 so dpdl.progress draws none")
+            yield (
+                f"cell {index}: an output is a widget (a progress bar?); run with `dpdl notebooks run`, "
+                "which sets CI=1 so dpdl.progress draws none"
+            )
 
 
 def _kernelspec(nb, context) -> Iterator[str]:
@@ -175,8 +189,10 @@ def _seed_before_training(nb, context) -> Iterator[str]:
             if _SEED_RE.search(line):
                 seeded = True
             elif _TRAINING_RE.search(line) and not seeded:
-                yield (f"cell {index}: trains before any seed_everything(...) call; call "
-                       "seed_everything(0) in the imports cell so re-runs give the same numbers")
+                yield (
+                    f"cell {index}: trains before any seed_everything(...) call; call "
+                    "seed_everything(0) in the imports cell so re-runs give the same numbers"
+                )
                 return
     if not seeded:
         yield "no code cell calls seed_everything(...); call seed_everything(0) in the imports cell"
@@ -185,17 +201,22 @@ def _seed_before_training(nb, context) -> Iterator[str]:
 def _no_cuda_calls(nb, context) -> Iterator[str]:
     for index, cell in _code_cells(nb):
         if any(_CUDA_RE.search(line) for line in _code_lines(cell.source)):
-            yield (f"cell {index}: calls .cuda(), which fails without an NVIDIA GPU; use .to(device) "
-                   "with device = dpdl.device()")
+            yield (
+                f"cell {index}: calls .cuda(), which fails without an NVIDIA GPU; use .to(device) "
+                "with device = dpdl.device()"
+            )
 
 
 def _png_images(nb, context) -> Iterator[str]:
     for index, cell in _code_cells(nb):
-        kinds = sorted({kind for output in cell.get("outputs", []) for kind in output.get("data", {})
-                        if kind in _NON_PNG_IMAGES})
+        kinds = sorted(
+            {kind for output in cell.get("outputs", []) for kind in output.get("data", {}) if kind in _NON_PNG_IMAGES}
+        )
         if kinds:
-            yield (f"cell {index}: has {', '.join(kinds)} output; figures are PNG (matplotlib's inline default; "
-                   "do not set InlineBackend.figure_formats)")
+            yield (
+                f"cell {index}: has {', '.join(kinds)} output; figures are PNG (matplotlib's inline default; "
+                "do not set InlineBackend.figure_formats)"
+            )
 
 
 def _markers_balanced(nb, context) -> Iterator[str]:
@@ -209,10 +230,13 @@ def _markers_balanced(nb, context) -> Iterator[str]:
 def _errors_only_where_expected(nb, context) -> Iterator[str]:
     for index, cell in _code_cells(nb):
         allowed = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", []) or has_nbval_marker(
-            cell.source, "NBVAL_RAISES_EXCEPTION")
+            cell.source, "NBVAL_RAISES_EXCEPTION"
+        )
         if not allowed and any(output.output_type == "error" for output in cell.get("outputs", [])):
-            yield (f"cell {index}: the committed output is an error; fix the cell, or start it with "
-                   "`# NBVAL_RAISES_EXCEPTION` if it fails on purpose")
+            yield (
+                f"cell {index}: the committed output is an error; fix the cell, or start it with "
+                "`# NBVAL_RAISES_EXCEPTION` if it fails on purpose"
+            )
 
 
 def _raising_cells_tagged(nb, context) -> Iterator[str]:
@@ -222,19 +246,25 @@ def _raising_cells_tagged(nb, context) -> Iterator[str]:
         marked = has_nbval_marker(cell.source, "NBVAL_RAISES_EXCEPTION")
         tagged = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", [])
         if marked and not tagged:
-            yield (f"cell {index}: starts with `# NBVAL_RAISES_EXCEPTION` but lacks the `{RAISES_EXCEPTION_TAG}` "
-                   "cell tag, so Run All stops here; add the tag (`dpdl notebooks run` adds it), then "
-                   "`dpdl notebooks build`")
+            yield (
+                f"cell {index}: starts with `# NBVAL_RAISES_EXCEPTION` but lacks the `{RAISES_EXCEPTION_TAG}` "
+                "cell tag, so Run All stops here; add the tag (`dpdl notebooks run` adds it), then "
+                "`dpdl notebooks build`"
+            )
         elif tagged and not marked:
-            yield (f"cell {index}: tagged `{RAISES_EXCEPTION_TAG}` without `# NBVAL_RAISES_EXCEPTION` on its "
-                   "first line; add the comment so nbval expects the error too")
+            yield (
+                f"cell {index}: tagged `{RAISES_EXCEPTION_TAG}` without `# NBVAL_RAISES_EXCEPTION` on its "
+                "first line; add the comment so nbval expects the error too"
+            )
 
 
 def _cell_ids(nb, context) -> Iterator[str]:
     ids = [cell.get("id") for cell in nb.cells]
     if nb.nbformat_minor < 5 or not all(ids):
-        yield ("cells have no ids (nbformat < 4.5); the grader matches cells by id: "
-               "`dpdl notebooks run` upgrades the notebook")
+        yield (
+            "cells have no ids (nbformat < 4.5); the grader matches cells by id: "
+            "`dpdl notebooks run` upgrades the notebook"
+        )
     elif len(set(ids)) != len(ids):
         yield "cell ids repeat (a copied cell?); the grader matches cells by id: `dpdl notebooks run` repairs them"
 
@@ -252,8 +282,10 @@ def _no_markers_left(nb, context) -> Iterator[str]:
 def _student_copy_current(nb, context) -> Iterator[str]:
     source = context.path.parent.parent / context.path.name
     if not source.is_file():
-        yield (f"no instructor source {source} for this student copy; delete the copy or restore the source, "
-               "then run `dpdl notebooks build`")
+        yield (
+            f"no instructor source {source} for this student copy; delete the copy or restore the source, "
+            "then run `dpdl notebooks build`"
+        )
         return
     try:
         expected = notebook_bytes(build_student_copy(source, root=context.root))
@@ -263,8 +295,10 @@ def _student_copy_current(nb, context) -> Iterator[str]:
     if context.path.read_bytes() == expected:
         return
     if is_edited(context.path):
-        yield (f"edited by a person since it was built from {source}; move the work elsewhere, then "
-               f"`dpdl notebooks build {source}` (or discard it with `--force`)")
+        yield (
+            f"edited by a person since it was built from {source}; move the work elsewhere, then "
+            f"`dpdl notebooks build {source}` (or discard it with `--force`)"
+        )
     else:
         yield f"stale: differs from a fresh build of {source}; regenerate it with `dpdl notebooks build {source}`"
 
@@ -288,13 +322,33 @@ def _is_exercise(context) -> bool:
 
 
 SOURCE_RULES: tuple[Rule, ...] = (
-    _title_badge, _install_cell, _execution_order, _outputs_committed, _no_trailing_semicolon,
-    _no_personal_metadata, _kernelspec, _seed_before_training, _no_cuda_calls, _png_images,
-    _markers_balanced, _errors_only_where_expected, _raising_cells_tagged, _cell_ids, _gradable_exercise,
+    _title_badge,
+    _install_cell,
+    _execution_order,
+    _outputs_committed,
+    _no_trailing_semicolon,
+    _no_personal_metadata,
+    _kernelspec,
+    _seed_before_training,
+    _no_cuda_calls,
+    _png_images,
+    _markers_balanced,
+    _errors_only_where_expected,
+    _raising_cells_tagged,
+    _cell_ids,
+    _gradable_exercise,
 )
 STUDENT_RULES: tuple[Rule, ...] = (
-    _title_badge, _install_cell, _no_personal_metadata, _kernelspec, _no_cuda_calls, _png_images,
-    _no_markers_left, _raising_cells_tagged, _cell_ids, _student_copy_current,
+    _title_badge,
+    _install_cell,
+    _no_personal_metadata,
+    _kernelspec,
+    _no_cuda_calls,
+    _png_images,
+    _no_markers_left,
+    _raising_cells_tagged,
+    _cell_ids,
+    _student_copy_current,
 )
 
 
@@ -311,9 +365,19 @@ def _ends_with_semicolon(source: str) -> bool:
     # IPython magics and shell lines are not Python: blank them out before tokenising.
     python = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     try:
-        tokens = [tok for tok in tokenize.generate_tokens(io.StringIO(python + "\n").readline)
-                  if tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.INDENT,
-                                      tokenize.DEDENT, tokenize.ENDMARKER)]
+        tokens = [
+            tok
+            for tok in tokenize.generate_tokens(io.StringIO(python + "\n").readline)
+            if tok.type
+            not in (
+                tokenize.NEWLINE,
+                tokenize.NL,
+                tokenize.COMMENT,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+                tokenize.ENDMARKER,
+            )
+        ]
     except (tokenize.TokenError, SyntaxError, IndentationError):
         lines = [line.split("#", 1)[0].rstrip() for line in python.splitlines() if line.strip()]
         return bool(lines) and lines[-1].endswith(";")

@@ -12,10 +12,11 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from dpdl.notebooks import read_notebook, write_notebook
 
@@ -47,7 +48,14 @@ LANGUAGE_INFO = {"name": "python"}  # the rest (version, lexer) differs per mach
 
 # Notebook-level metadata that is widget state, Colab's or an editor's, never the lab's.
 PERSONAL_NOTEBOOK_METADATA = (
-    "widgets", "colab", "accelerator", "gpuClass", "kaggle", "vscode", "orig_nbformat", "orig_nbformat_minor",
+    "widgets",
+    "colab",
+    "accelerator",
+    "gpuClass",
+    "kaggle",
+    "vscode",
+    "orig_nbformat",
+    "orig_nbformat_minor",
 )
 # Cell-level metadata written by Colab (colab, id, outputId, executionInfo), JupyterLab's and
 # extensions' execution timings (execution, ExecuteTime), and editors (pycharm, vscode).
@@ -93,8 +101,11 @@ def execute_notebook(
     # nbclient and Jupyter's Run All let a cell raise when it has the tag; nbval reads the comment. A
     # cell marked with the comment gets the tag for good, so students' Run All goes past it too.
     for cell in executed.cells:
-        if (cell.cell_type == "code" and has_nbval_marker(cell.source, "NBVAL_RAISES_EXCEPTION")
-                and RAISES_EXCEPTION_TAG not in cell.metadata.get("tags", [])):
+        if (
+            cell.cell_type == "code"
+            and has_nbval_marker(cell.source, "NBVAL_RAISES_EXCEPTION")
+            and RAISES_EXCEPTION_TAG not in cell.metadata.get("tags", [])
+        ):
             cell.metadata.setdefault("tags", []).append(RAISES_EXCEPTION_TAG)
     for cell in executed.cells:
         if cell.cell_type == "code" and not cell.source.strip():  # nbclient skips these: no stale leftovers
@@ -125,7 +136,8 @@ def execute_notebook(
         if cell.cell_type == "code" and RAISES_EXCEPTION_TAG in cell.metadata.get("tags", []):
             if not any(output.output_type == "error" for output in cell.get("outputs", [])):
                 raise NotebookExecutionError(
-                    path, index,
+                    path,
+                    index,
                     "marked to raise (NBVAL_RAISES_EXCEPTION / raises-exception tag) but raised nothing; "
                     "make it raise or remove the marker",
                 )
@@ -157,14 +169,18 @@ class StubRun:
         cell or a later cell (a check calling a stubbed function)."""
         if self.first_stub is None or self.stopped_at is None or self.stopped_at < self.first_stub:
             return False
-        return any(index == self.stopped_at and error.startswith("NotImplementedError")
-                   for index, error, _ in self.errors)
+        return any(
+            index == self.stopped_at and error.startswith("NotImplementedError") for index, error, _ in self.errors
+        )
 
     @property
     def blocking_errors(self) -> list[tuple[int, str]]:
         """Errors that stop Run All before the first task: every untagged one, unless it is that task's."""
-        return [(index, error) for index, error, tagged in self.errors
-                if not tagged and not (self.reached_stub and index == self.stopped_at)]
+        return [
+            (index, error)
+            for index, error, tagged in self.errors
+            if not tagged and not (self.reached_stub and index == self.stopped_at)
+        ]
 
 
 def run_to_first_stub(
@@ -188,13 +204,18 @@ def run_to_first_stub(
         for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
             nb = read_notebook(path)
             client = NotebookClient(
-                nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=True, record_timing=False,
+                nb,
+                timeout=timeout,
+                kernel_name=KERNEL_NAME,
+                allow_errors=True,
+                record_timing=False,
                 resources={"metadata": {"path": str(path.parent.absolute())}},
             )
             client.reset_execution_trackers()
             try:  # the kernel's own output is only ipykernel's start-up chatter: the cells' goes to nb
-                kernel.enter_context(client.setup_kernel(env=kernel_env(env), stdout=subprocess.DEVNULL,
-                                                         stderr=subprocess.DEVNULL))
+                kernel.enter_context(
+                    client.setup_kernel(env=kernel_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
                 break
             except RuntimeError:  # died before its first cell (a port race, DEVELOPERS.md "Tests"): again
                 if attempt == KERNEL_START_ATTEMPTS:

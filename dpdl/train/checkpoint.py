@@ -88,7 +88,15 @@ def _load_into(model: nn.Module, path: Path) -> bool:
         return False
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as error:  # damaged, or other code's
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        pickle.UnpicklingError,
+    ) as error:  # damaged, or other code's
         print(f"could not load {path.name} ({type(error).__name__}); training again")
         return False
     return True

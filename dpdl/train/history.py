@@ -8,9 +8,10 @@ under-fitting.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 __all__ = ["History"]
+
 
 class History:
     """Per-epoch metrics of one training run.
@@ -86,7 +87,7 @@ class History:
         return columns
 
     @classmethod
-    def from_dict(cls, columns: Mapping[str, list[float]]) -> "History":
+    def from_dict(cls, columns: Mapping[str, list[float]]) -> History:
         """The inverse of :meth:`to_dict`, e.g. for a history saved as JSON beside a checkpoint."""
         metrics = {name: list(values) for name, values in columns.items() if name != "epoch"}
         lengths = {len(values) for values in metrics.values()}

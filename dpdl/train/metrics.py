@@ -6,7 +6,7 @@ their argmax (or ``logit > 0``). Used by :func:`dpdl.train.fit` and in every lab
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -89,7 +89,7 @@ def class_predictor(y_hat: Tensor, y: Tensor, where: str) -> Callable[[Tensor], 
                 f"{where}: y has the same shape as the logits {_shape(y_hat)} and holds floats, so it looks "
                 "one-hot (or like class probabilities); accuracy needs class indices — pass y.argmax(1) "
                 "(integers of shape (B,)), and use them with cross-entropy too. If y holds regression targets, "
-                "accuracy does not apply: pass metrics=(\"loss\",) to fit/evaluate"
+                'accuracy does not apply: pass metrics=("loss",) to fit/evaluate'
             )
         _check_binary_labels(y, where)
         return _positive_logit

@@ -120,10 +120,7 @@ def _loss_hint(y_hat: Any, y: Tensor) -> str | None:
             "that shape (BCEWithLogitsLoss, MSELoss) want floats: pass y.float()"
         )
     if y_hat.shape == y.shape and y.dim() >= 2 and y.shape[1] > 1:
-        return (
-            "y looks one-hot (floats of shape (B, C)); cross-entropy and accuracy want class indices: "
-            "y.argmax(1)"
-        )
+        return "y looks one-hot (floats of shape (B, C)); cross-entropy and accuracy want class indices: y.argmax(1)"
     if y_hat.dim() == y.dim() + 1 and y.numel() and (int(y.min()) < 0 or int(y.max()) >= y_hat.shape[1]):
         return (
             f"Labels must lie in [0, {y_hat.shape[1]}) for a model with {y_hat.shape[1]} outputs; got values "

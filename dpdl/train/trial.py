@@ -7,7 +7,8 @@ minutes of training; :func:`make_trial` refuses them when the trial is built, sa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 import torchbearer
