@@ -40,8 +40,13 @@ _FAILED_PIN = re.compile(
     r"|Package '([A-Za-z0-9_.\-]+)' requires a different Python"
     r"|No matching distribution found for ([A-Za-z0-9_.\-]+)=="
 )
-_NO_INDEX = ("Could not fetch URL", "Failed to establish a new connection", "Temporary failure in name resolution",
-             "No route to host", "Network is unreachable")
+_NO_INDEX = (
+    "Could not fetch URL",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "No route to host",
+    "Network is unreachable",
+)
 
 
 def resolve(version: str, constraints: Path) -> tuple[bool, str, dict]:
@@ -53,8 +58,11 @@ def resolve(version: str, constraints: Path) -> tuple[bool, str, dict]:
             "--python-version", version, "--report", str(report), "--disable-pip-version-check",
             "-c", str(constraints), "-e", ".[dev,site]",
         ]  # fmt: skip
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_REQUIREMENT")}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_REQUIREMENT")
+        }
         env["PIP_CONFIG_FILE"] = os.devnull
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         output = done.stdout + done.stderr
@@ -116,9 +124,13 @@ def _name(line: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("versions", nargs="*", default=VERSIONS, help=f"Python versions (default: {' '.join(VERSIONS)})")
+    parser.add_argument(
+        "versions", nargs="*", default=VERSIONS, help=f"Python versions (default: {' '.join(VERSIONS)})"
+    )
     parser.add_argument("--constraints", type=Path, default=ROOT / "constraints.txt")
-    parser.add_argument("--suggest", metavar="VERSION", help="list the failing pins for VERSION and pip's choice instead")
+    parser.add_argument(
+        "--suggest", metavar="VERSION", help="list the failing pins for VERSION and pip's choice instead"
+    )
     args = parser.parse_args(argv)
     if args.suggest:
         return suggest(args.suggest, args.constraints)
