@@ -192,18 +192,18 @@ def encode(encoder: nn.Module, X: Tensor, batch_size: int = 1024, device: torch.
 def balanced_subset(y: Tensor, per_class: int, generator: torch.Generator | None = None) -> Tensor:
     """Indices of ``per_class`` examples of each class in labels ``y`` ``(N,)``, drawn at random: ``(per_class * K,)``.
 
-    The labelled set of a label-efficiency experiment ("10 labels" = one image of each digit).
+    The labelled set of a label-efficiency experiment ("10 labels" = one image of each digit). One shuffle
+    of all ``N`` examples, then the first ``per_class`` of each class in that order, class by class.
     """
     if not isinstance(per_class, int) or isinstance(per_class, bool) or per_class < 1:
         raise ValueError(f"balanced_subset: per_class must be a positive int; got {per_class!r}")
-    chosen = []
-    for label in torch.unique(y):
-        members = torch.nonzero(y == label).flatten()
-        if len(members) < per_class:
-            raise ValueError(
-                f"balanced_subset: class {label.item()} has {len(members)} examples, fewer than per_class={per_class}"
-            )
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    order = torch.randperm(len(y), generator=generator)
+    shuffled = y[order]
+    chosen = [order[shuffled == label][:per_class] for label in torch.unique(y)]
+    short = [(label.item(), len(picked)) for label, picked in zip(torch.unique(y), chosen) if len(picked) < per_class]
+    if short:
+        label, count = short[0]
+        raise ValueError(f"balanced_subset: class {label} has {count} examples, fewer than per_class={per_class}")
     return torch.cat(chosen)
 
 
