@@ -5,8 +5,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpdl.models.seq2seq_lstm import Seq2SeqLSTM, greedy_decode, reverse_padded
 from dpdl.train import fit, teacher_forcing
-
-PAD, BOS, EOS = 0, 1, 2  # the copy task's specials; tokens 3..9 are "letters"
+from tests.copy_task import BOS, EOS, PAD
+from tests.copy_task import copy_task as shared_copy_task
 
 
 @pytest.fixture(autouse=True)
@@ -14,17 +14,9 @@ def _seed():
     torch.manual_seed(0)
 
 
-def copy_task(n, min_len=2, max_len=5, vocab=10, seed=0):
-    """Sources of random letters (N, S), targets <bos> letters <eos> (N, S + 2), both padded with 0."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(min_len, max_len + 1, (n,), generator=g)
-    X = torch.zeros(n, max_len, dtype=torch.long)
-    y = torch.zeros(n, max_len + 2, dtype=torch.long)
-    for i, length in enumerate(lengths.tolist()):
-        letters = torch.randint(3, vocab, (length,), generator=g)
-        X[i, :length] = letters
-        y[i, 0], y[i, 1 : length + 1], y[i, length + 1] = BOS, letters, EOS
-    return X, y
+def copy_task(n, seed=0):
+    """The copy task with sentences of 2 to 5 letters."""
+    return shared_copy_task(n, max_len=5, seed=seed)
 
 
 def small_model(**options):

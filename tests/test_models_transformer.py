@@ -15,26 +15,12 @@ from dpdl.models.transformer import (
     sinusoidal_encoding,
 )
 from dpdl.train import History, evaluate, fit, teacher_forcing
-
-PAD, BOS, EOS = 0, 1, 2  # the copy task's specials; tokens 3..9 are "letters"
+from tests.copy_task import BOS, EOS, PAD, copy_task
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def copy_task(n, min_len=2, max_len=6, vocab=10, seed=0):
-    """Sources of random letters (N, S), targets <bos> letters <eos> (N, S + 2), both padded with 0."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(min_len, max_len + 1, (n,), generator=g)
-    X = torch.zeros(n, max_len, dtype=torch.long)
-    y = torch.zeros(n, max_len + 2, dtype=torch.long)
-    for i, length in enumerate(lengths.tolist()):
-        letters = torch.randint(3, vocab, (length,), generator=g)
-        X[i, :length] = letters
-        y[i, 0], y[i, 1 : length + 1], y[i, length + 1] = BOS, letters, EOS
-    return X, y
 
 
 def loader(data, batch_size, seed=None):

@@ -5,27 +5,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpdl.models import Seq2SeqTransformer
 from dpdl.train import evaluate, fit, supervised_step, teacher_forcing
-
-PAD, BOS, EOS = 0, 1, 2  # the copy task's specials; tokens 3..9 are "letters"
+from tests.copy_task import PAD, copy_task
 
 
 @pytest.fixture(autouse=True)
 def quiet(monkeypatch):
     monkeypatch.setenv("DPDL_PROGRESS", "0")
     torch.manual_seed(0)
-
-
-def copy_task(n, max_len=6, seed=0):
-    """Sources of random letters (N, S), targets <bos> letters <eos> (N, S + 2), both padded with 0."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, max_len + 1, (n,), generator=g)
-    X = torch.zeros(n, max_len, dtype=torch.long)
-    y = torch.zeros(n, max_len + 2, dtype=torch.long)
-    for i, length in enumerate(lengths.tolist()):
-        letters = torch.randint(3, 10, (length,), generator=g)
-        X[i, :length] = letters
-        y[i, 0], y[i, 1 : length + 1], y[i, length + 1] = BOS, letters, EOS
-    return X, y
 
 
 def small_model():
