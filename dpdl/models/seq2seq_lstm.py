@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from dpdl._checks import check_sizes
+from dpdl.models.decoding import check_token_ids, decode_length, greedy_tokens
+from dpdl.train.modes import eval_mode
 
 __all__ = ["Seq2SeqLSTM", "reverse_padded", "greedy_decode"]
 
@@ -29,7 +31,7 @@ def reverse_padded(ids: Tensor, pad_index: int = 0) -> Tensor:
     the start of the sentence, and training gets going sooner. Rows are ``(B, S)`` ids padded at the end
     with ``pad_index``.
     """
-    _check_ids(ids, "ids")
+    check_token_ids(ids, "ids")
     lengths = (ids != pad_index).sum(1, keepdim=True)  # (B, 1)
     steps = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)  # (1, S)
     index = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (B, S): mirror the real part only
@@ -86,7 +88,7 @@ class Seq2SeqLSTM(nn.Module):
 
     def encode(self, src: Tensor) -> State:
         """Source ids ``(B, S)`` padded at the end -> the encoder's final state ``(h, c)``, each ``(num_layers, B, H)``."""
-        _check_ids(src, "src")
+        check_token_ids(src, "src")
         lengths = (src != self.pad_index).sum(1)
         if bool((lengths == 0).any()):
             raise ValueError("every source row needs at least one token that is not padding")
@@ -98,7 +100,7 @@ class Seq2SeqLSTM(nn.Module):
 
     def decode(self, tgt_in: Tensor, state: State) -> tuple[Tensor, State]:
         """Decoder inputs ``(B, T)`` (``<bos>`` first) from ``state`` -> logits ``(B, T, V)`` and the final state."""
-        _check_ids(tgt_in, "tgt_in")
+        check_token_ids(tgt_in, "tgt_in")
         outputs, state = self.decoder(self.tgt_embed(tgt_in), state)  # (B, T, H)
         return self.head(outputs), state
 
@@ -137,34 +139,20 @@ def greedy_decode(
     costs the same at every position (the Transformer's decoder re-reads the whole prefix). Eval mode, on the
     model's device.
     """
-    _check_ids(src, "src")
-    if max_len is None:
-        max_len = src.shape[1] + 10
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int; got {max_len!r}")
-    was_training = model.training
-    model.eval()
-    try:
+    check_token_ids(src, "src")
+    max_len = decode_length(src, max_len)
+    with eval_mode(model):
         src = src.to(next(model.parameters()).device)
         state = model.encode(src)
-        out = torch.full((src.shape[0], 1), bos_index, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-        for _ in range(max_len):
+
+        def next_logits(out: Tensor) -> Tensor:  # feeds only the last token; the state carries the rest
+            nonlocal state
             logits, state = model.decode_step(out[:, -1], state)
-            next_ids = torch.where(done, torch.full_like(out[:, -1], pad_index), logits.argmax(-1))
-            out = torch.cat([out, next_ids.unsqueeze(1)], dim=1)
-            done |= next_ids == eos_index
-            if bool(done.all()):
-                break
-    finally:
-        model.train(was_training)
-    return out
+            return logits
+
+        return greedy_tokens(
+            next_logits, len(src), src.device, bos_index, eos_index, max_len=max_len, pad_index=pad_index
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-
-def _check_ids(ids: Tensor, name: str) -> None:
-    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype != torch.long:
-        got = f"shape {tuple(ids.shape)}, {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
-        raise ValueError(f"{name} must be token ids, int64 of shape (B, length) (batch first); got {got}")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from dpdl._checks import check_sizes
+from dpdl.models.decoding import check_token_ids, decode_length, greedy_tokens
 from dpdl.train.modes import eval_mode
 
 __all__ = [
@@ -152,14 +153,14 @@ class Seq2SeqTransformer(nn.Module):
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """Source ids ``(B, S)`` -> ``memory`` ``(B, S, d_model)`` and the padding mask ``(B, S)`` (``True`` = pad)."""
-        _check_ids(src, "src")
+        check_token_ids(src, "src")
         src_padding_mask = src == self.pad_index
         x = self.positional(self.src_embed(src) * math.sqrt(self.d_model))
         return self.encoder(x, src_key_padding_mask=src_padding_mask), src_padding_mask
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_padding_mask: Tensor) -> Tensor:
         """Target ids so far ``(B, T)`` (``<bos>`` first) -> logits ``(B, T, V)`` of the next token at each position."""
-        _check_ids(tgt_in, "tgt_in")
+        check_token_ids(tgt_in, "tgt_in")
         T = tgt_in.shape[1]
         causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).triu(1)  # True above the diagonal: hidden
         x = self.positional(self.tgt_embed(tgt_in) * math.sqrt(self.d_model))
@@ -196,25 +197,18 @@ def greedy_decode(
     ``<eos>`` or after ``max_len`` tokens (default ``S + 10``). Row ``i`` starts with ``<bos>``; after its
     ``<eos>`` it is filled with ``pad_index``. Runs in eval mode, on the device of the model.
     """
-    _check_ids(src, "src")
-    if max_len is None:
-        max_len = src.shape[1] + 10
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int; got {max_len!r}")
+    check_token_ids(src, "src")
+    max_len = decode_length(src, max_len)
     with eval_mode(model):
         src = src.to(_device_of(model))
         memory, src_padding_mask = model.encode(src)
-        out = torch.full((src.shape[0], 1), bos_index, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-        for _ in range(max_len):
-            logits = model.decode(out, memory, src_padding_mask)  # (B, t, V): only the last position is new
-            next_ids = logits[:, -1].argmax(-1)
-            next_ids = torch.where(done, torch.full_like(next_ids, pad_index), next_ids)
-            out = torch.cat([out, next_ids.unsqueeze(1)], dim=1)
-            done |= next_ids == eos_index
-            if bool(done.all()):
-                break
-    return out
+
+        def next_logits(out: Tensor) -> Tensor:  # the decoder re-reads the prefix; only the last position is new
+            return model.decode(out, memory, src_padding_mask)[:, -1]
+
+        return greedy_tokens(
+            next_logits, len(src), src.device, bos_index, eos_index, max_len=max_len, pad_index=pad_index
+        )
 
 
 @torch.no_grad()
@@ -259,9 +253,3 @@ def _device_of(model: nn.Module) -> torch.device:
     """Where the model's parameters are (the CPU for a model without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _check_ids(ids: Tensor, name: str) -> None:
-    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype != torch.long:
-        got = f"shape {tuple(ids.shape)}, {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
-        raise ValueError(f"{name} must be token ids, int64 of shape (B, length) (batch first); got {got}")
