@@ -59,7 +59,8 @@ def discover(paths: list[str]) -> list[Path]:
     return found
 
 
-def time_notebook(path: Path) -> NotebookTiming:
+def run_nbval(path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, list[ET.Element]]:
+    """nbval over one notebook in a process of its own: (the process, its wall seconds, its junit test cases)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
         start = time.perf_counter()
@@ -68,11 +69,17 @@ def time_notebook(path: Path) -> NotebookTiming:
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env={**os.environ, "CI": "1", "DPDL_PROGRESS": "0"},
+            env=env,
+            check=False,
         )
         seconds = time.perf_counter() - start
-        cases = ET.parse(report).getroot().iter("testcase") if report.exists() else []
-        times = [(case.get("name", "?"), float(case.get("time", 0))) for case in cases]
+        cases = list(ET.parse(report).getroot().iter("testcase")) if report.exists() else []
+    return result, seconds, cases
+
+
+def time_notebook(path: Path) -> NotebookTiming:
+    result, seconds, cases = run_nbval(path, {**os.environ, "CI": "1", "DPDL_PROGRESS": "0"})
+    times = [(case.get("name", "?"), float(case.get("time", 0))) for case in cases]
     slowest = max(times, key=lambda item: item[1], default=("-", 0.0))
     return NotebookTiming(
         path=str(path.relative_to(ROOT)),

@@ -20,13 +20,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_notebook_suite import NBVAL_ARGS, ROOT, discover
+from bench_notebook_suite import ROOT, discover, run_nbval
 
 CAPABILITIES = ("native", "avx2", "default")
 
@@ -65,23 +63,10 @@ def kernel_set(env: dict[str, str]) -> str:
 
 
 def run_notebook(path: Path, capability: str, env: dict[str, str], used: str) -> Run:
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.xml"
-        start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", *NBVAL_ARGS, f"--junitxml={report}", str(path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        seconds = time.perf_counter() - start
-        failed = []
-        if report.exists():
-            for case in ET.parse(report).getroot().iter("testcase"):
-                if case.find("failure") is not None or case.find("error") is not None:
-                    failed.append(case.get("name", "?"))
+    result, seconds, cases = run_nbval(path, env)
+    failed = [
+        case.get("name", "?") for case in cases if case.find("failure") is not None or case.find("error") is not None
+    ]
     name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     detail = "" if result.returncode == 0 else "\n".join((result.stdout + result.stderr).splitlines()[-40:])
     return Run(name, capability, used, result.returncode == 0, seconds, failed, detail)
